@@ -1,0 +1,144 @@
+"""Tokenization: one vocabulary shared by the corpus statistics and the model.
+
+Why this module exists: corpus statistics (bigrams, PPMI) and the trained
+model must index the *same* vocabulary, so the tokenizer is trained once
+(HF ``tokenizers``), saved, and every id array comes from :func:`encode`.
+The token-shuffled control (:func:`shuffle_tokens`) keeps unigram
+frequencies but destroys bigram structure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+__all__ = [
+    "UNK_TOKEN",
+    "train_tokenizer",
+    "encode",
+    "split_train_val",
+    "vocab_table",
+    "shuffle_tokens",
+]
+
+log = logging.getLogger(__name__)
+
+UNK_TOKEN = "[UNK]"
+_ENCODE_CHUNK_LINES = 20_000
+
+
+def _pre_tokenizer():
+    # Split on whitespace, then isolate every punctuation character
+    # ("woo'd," -> "woo", "'", "d", ",").
+    return pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+
+
+def _lines(text: str):
+    return text.splitlines()
+
+
+def train_tokenizer(
+    text: str, kind: str, vocab_size: int, lowercase: bool = False
+) -> tuple[Tokenizer, dict]:
+    """Train a word-level or BPE tokenizer on ``text``.
+
+    ``kind="word"``: WordLevel model keeping the ``vocab_size - 1`` most
+    frequent words plus ``[UNK]`` (id 0). ``kind="bpe"``: BPE with
+    ``BpeTrainer(vocab_size)`` and ``[UNK]`` as id 0. If the corpus cannot fill
+    the requested vocabulary (fewer distinct words than ``vocab_size``), the
+    vocabulary shrinks to what exists and a warning is logged.
+
+    Returns ``(tokenizer, info)`` with ``info = {requested_vocab_size,
+    vocab_size, shrunk, kind}``.
+    """
+    if kind not in ("word", "bpe"):
+        raise ValueError(f"tokenizer.kind must be 'word' or 'bpe', got {kind!r}")
+    if int(vocab_size) < 2:
+        raise ValueError(f"tokenizer.vocab_size must be >= 2, got {vocab_size!r}")
+    vocab_size = int(vocab_size)
+    if kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK_TOKEN))
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=0, special_tokens=[UNK_TOKEN], show_progress=False
+        )
+    else:
+        tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=0, special_tokens=[UNK_TOKEN], show_progress=False
+        )
+    if lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = _pre_tokenizer()
+    tok.train_from_iterator(_lines(text), trainer=trainer)
+    if tok.token_to_id(UNK_TOKEN) != 0:  # pragma: no cover - guards a tokenizers behaviour change
+        raise RuntimeError(f"{UNK_TOKEN} did not get id 0")
+    actual = tok.get_vocab_size()
+    if actual > vocab_size:  # pragma: no cover
+        raise RuntimeError(f"tokenizer produced {actual} > requested {vocab_size} tokens")
+    shrunk = actual < vocab_size
+    if shrunk:
+        log.warning(
+            "tokenizer.vocab_size=%d requested but the corpus only supports %d tokens (%s); "
+            "using vocab_size=%d",
+            vocab_size, actual, kind, actual,
+        )
+    info = {"requested_vocab_size": vocab_size, "vocab_size": actual, "shrunk": shrunk, "kind": kind}
+    return tok, info
+
+
+def encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """Encode ``text`` to an int32 id array (line breaks act as separators only).
+
+    Lines are encoded in chunks with ``encode_batch`` (parallel in Rust), which is
+    much faster than one ``encode`` call on the whole text.
+    """
+    lines = _lines(text)
+    out: list[np.ndarray] = []
+    for start in range(0, len(lines), _ENCODE_CHUNK_LINES):
+        for enc in tokenizer.encode_batch(lines[start : start + _ENCODE_CHUNK_LINES], add_special_tokens=False):
+            if enc.ids:
+                out.append(np.asarray(enc.ids, dtype=np.int32))
+    if not out:
+        return np.zeros(0, dtype=np.int32)
+    return np.concatenate(out).astype(np.int32, copy=False)
+
+
+def split_train_val(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous split: the last ``val_fraction`` of the stream is validation.
+
+    Contiguous (not random) so that validation text is unseen text, not
+    interleaved fragments of the training stream.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    ids = np.asarray(ids)
+    n_val = int(round(len(ids) * val_fraction))
+    cut = len(ids) - n_val
+    return ids[:cut].copy(), ids[cut:].copy()
+
+
+def vocab_table(tokenizer: Tokenizer, train_ids: np.ndarray) -> pd.DataFrame:
+    """Vocabulary as a DataFrame ``(id, token, count)`` sorted by id; counts from ``train_ids``."""
+    V = tokenizer.get_vocab_size()
+    counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=V)
+    if len(counts) > V:
+        raise ValueError(f"train_ids contain id {len(counts) - 1} >= vocab size {V}")
+    return pd.DataFrame(
+        {
+            "id": np.arange(V, dtype=np.int64),
+            "token": [tokenizer.id_to_token(i) for i in range(V)],
+            "count": counts.astype(np.int64),
+        }
+    )
+
+
+def shuffle_tokens(ids: np.ndarray, seed: int) -> np.ndarray:
+    """Token-shuffled control: a random permutation of the stream.
+
+    Unigram counts are preserved exactly; bigram (and longer) structure is destroyed.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.asarray(ids))

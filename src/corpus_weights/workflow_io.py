@@ -1,0 +1,56 @@
+"""Small I/O helpers shared by the workflow's entry-point scripts (logging, JSON, atomic writes)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def start_log(log_path: str | os.PathLike, name: str = "corpus_weights") -> logging.Logger:
+    """Route stderr and the library's logging to the rule's log file (a script's first act)."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    stream = open(log_path, "w", buffering=1)
+    sys.stderr = stream
+    logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        force=True)
+    return logging.getLogger(name)
+
+
+def _to_builtin(obj):
+    if isinstance(obj, dict):
+        return {str(k): _to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_builtin(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    """Write JSON atomically (temporary file + rename) with numpy values converted; NaN/inf become null."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_to_builtin(obj), indent=2, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def usable_threads(requested: int) -> int:
+    """Never oversubscribe: Snakemake may grant more threads than this machine has cores."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        available = os.cpu_count() or 1
+    return max(1, min(int(requested), available))

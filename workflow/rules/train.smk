@@ -1,0 +1,49 @@
+# Training (one job per seed and control) and weight extraction per snapshot.
+
+
+rule train:
+    input:
+        train=train_tokens,
+        val=f"results/tokens/{CORPUS}/val.npy",
+        meta=f"results/tokens/{CORPUS}/meta.json",
+        code=lib("model", "training"),
+    output:
+        final="results/train/{run}/final.safetensors",
+        snapshots=expand("results/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
+        log="results/train/{run}/log.parquet",
+        summary="results/train/{run}/summary.json",
+    params:
+        model=MODEL,
+        train=train_params,
+        # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.
+        state_dir=lambda wildcards: f"results/.train_state/{wildcards.run}",
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    script:
+        "../scripts/train.py"
+
+
+rule extract_weights:
+    input:
+        model="results/train/{run}/{snap}.safetensors",
+        code=lib("model", "weights"),
+    output:
+        weights="results/weights/{run}/{snap}.npz",
+        meta="results/weights/{run}/{snap}.json",
+    log:
+        "results/logs/extract_weights/{run}.{snap}.log",
+    benchmark:
+        "results/benchmarks/extract_weights/{run}.{snap}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/extract_weights.py"

@@ -1,0 +1,36 @@
+"""Entry point of rule corpus_stats: bigram counts, PPMI-SVD corpus embeddings, covariance and spectra."""
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from corpus_weights import corpus_stats as cs
+from corpus_weights.spectra import spectrum_row
+from corpus_weights.workflow_io import read_json, start_log, usable_threads
+
+log = start_log(snakemake.log[0])
+usable_threads(snakemake.threads)
+vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
+ids = np.load(snakemake.input.train)
+counts = cs.bigram_counts(ids, vocab_size)
+pi = cs.unigram_distribution(ids, vocab_size)
+sp.save_npz(snakemake.output.bigrams, counts)
+log.info("bigram counts: V=%d, %d nonzero", vocab_size, counts.nnz)
+
+ppmi = cs.ppmi(counts, alpha=float(snakemake.params.alpha))
+E_in, E_out, singular_values = cs.ppmi_embeddings(ppmi, int(snakemake.params.dim), power=float(snakemake.params.power),
+                                                  seed=int(snakemake.params.seed))
+np.savez(snakemake.output.embeddings, E_in=E_in, E_out=E_out, singular_values=singular_values, pi=pi)
+
+sigma, mu = cs.corpus_covariance(E_in, pi)
+eigvals, eigvecs = cs.eigh_desc(sigma)
+np.savez(snakemake.output.covariance, Sigma=sigma, mu=mu, eigvals=eigvals, eigvecs=eigvecs)
+
+symmetric = cs.symmetric_counts_spectrum_stats(counts)
+rows = [
+    dict(spectrum_row("PPMI (top-d singular values)", singular_values, kind="singular")),
+    dict(spectrum_row("Sigma_E (corpus covariance)", eigvals, kind="eigen")),
+    {"name": "C + C^T (symmetric raw bigram counts)", "pr": symmetric["participation_ratio"],
+     "effective_rank": symmetric.get("effective_rank_top_k"), "n": vocab_size, "top1_share": symmetric.get("top1_share")},
+]
+pd.DataFrame(rows).to_parquet(snakemake.output.spectra, index=False)
+log.info("spectra: %s", rows)

@@ -1,0 +1,16 @@
+"""Entry point of rule train: one model per (data, seed); resumes from results/.train_state after a kill."""
+import torch
+
+from corpus_weights.model import GPTConfig
+from corpus_weights.training import TrainConfig, train_model
+from corpus_weights.workflow_io import read_json, start_log, usable_threads
+
+log = start_log(snakemake.log[0])
+vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
+model_cfg = GPTConfig(vocab_size=vocab_size, **snakemake.params.model)
+train_cfg = TrainConfig(**snakemake.params.train, threads=usable_threads(snakemake.threads))
+log.info("model %s, training %s, torch %s", model_cfg, train_cfg, torch.__version__)
+summary = train_model(model_cfg, train_cfg, snakemake.input.train, snakemake.input.val,
+                      out_dir=str(snakemake.output.final).rsplit("/", 1)[0], state_dir=snakemake.params.state_dir,
+                      log=log.info)
+log.info("done: %s", summary)
