@@ -8,6 +8,7 @@
 # gres.conf, the munge socket, daemon logs, spool/state directories, and
 #   STATE_DIR/pids  one "name pid" line per daemon started here
 #   STATE_DIR/env   `export SLURM_CONF=...` for clients (sbatch, squeue, ...)
+# and links /etc/slurm/slurm.conf -> STATE_DIR/slurm.conf (removed by stop_cluster.sh).
 # The last line printed on stdout is STATE_DIR. Stop with stop_cluster.sh STATE_DIR.
 #
 # Env: PARTITION (default "main", must match slurm_partition in
@@ -81,6 +82,17 @@ PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverS
 CONF
 echo "export SLURM_CONF=$STATE/slurm.conf" > "$STATE/env"
 export SLURM_CONF="$STATE/slurm.conf"
+# Inside a job, snakemake-executor-plugin-slurm-jobstep drops every SLURM_*
+# variable (SLURM_CONF included) before its `srun`, so the config must also be
+# reachable at the compiled-in default path. Link it there, but never replace
+# a real cluster's configuration.
+SYS_CONF=/etc/slurm/slurm.conf
+if [[ -e "$SYS_CONF" && ! -L "$SYS_CONF" ]]; then
+    echo "start_cluster.sh: $SYS_CONF exists (a real SLURM setup?); refusing to touch it" >&2; exit 2
+fi
+mkdir -p /etc/slurm
+ln -sfn "$STATE/slurm.conf" "$SYS_CONF"
+echo "$SYS_CONF" > "$STATE/syslink"
 
 # munge key: reuse the packaged one, create it if missing.
 if [[ ! -s /etc/munge/munge.key ]]; then

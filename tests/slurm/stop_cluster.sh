@@ -28,6 +28,13 @@ tac "$STATE/pids" | while read -r name pid; do
     fi
 done
 : > "$STATE/pids"
+# Remove the /etc/slurm/slurm.conf link start_cluster.sh made, if it is still ours.
+if [[ -f "$STATE/syslink" ]]; then
+    link="$(cat "$STATE/syslink")"
+    if [[ -L "$link" && "$(readlink "$link")" == "$STATE/slurm.conf" ]]; then
+        rm -f "$link"
+    fi
+fi
 if [[ "${2:-}" == "--rm" ]]; then
     rm -rf "$STATE"
 fi

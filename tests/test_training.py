@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from corpus_weights.model import GPT, GPTConfig
+from corpus_weights.training import TrainConfig, TrainingDiverged, train_model
+
+MC = GPTConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, context=16)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tok")
+    rng = np.random.default_rng(0)
+    # a learnable sequence: mostly i -> i+1 with noise
+    seq = (np.arange(600) + rng.integers(0, 3, 600)) % 50
+    np.save(d / "train.npy", seq.astype(np.int32))
+    np.save(d / "val.npy", ((np.arange(200) + rng.integers(0, 3, 200)) % 50).astype(np.int32))
+    return d / "train.npy", d / "val.npy"
+
+
+def tc(**kw):
+    base = dict(tokens=4 * 16 * 20, batch_size=4, lr=3e-3, min_lr_frac=0.1, warmup_frac=0.1, weight_decay=0.1,
+                grad_clip=1.0, eval_every=5, eval_tokens=64, checkpoint_every=4, snapshot_fracs=[0.0, 0.5, 1.0],
+                seed=0, device="cpu", compile="auto", dtype="auto", threads=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run(data, tmp, cfg, name, lines=None):
+    out = tmp / name
+    s = train_model(MC, cfg, *data, out, tmp / f"state_{name}", log=(lines.append if lines is not None else print))
+    return out, s
+
+
+def final(out):
+    return load_file(str(out / "final.safetensors"))
+
+
+def test_outputs_determinism_and_seeds(data, tmp_path):
+    a, s = run(data, tmp_path, tc(), "a")
+    b, _ = run(data, tmp_path, tc(), "b")
+    c, _ = run(data, tmp_path, tc(seed=1), "c")
+    fa, fb, fc = final(a), final(b), final(c)
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert not torch.equal(fa["blocks.0.attn.q.weight"], fc["blocks.0.attn.q.weight"])
+    for pct in (0, 50, 100):
+        assert (a / f"snapshot_{pct:03d}.safetensors").exists()
+    log = pd.read_parquet(a / "log.parquet")
+    assert list(log.columns) == ["step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s"]
+    assert log.step.iloc[0] == 0 and log.step.iloc[-1] == 20
+    assert log.val_loss.iloc[-1] < log.val_loss.iloc[0]
+    summ = json.loads((a / "summary.json").read_text())
+    assert summ["steps"] == 20 and summ["dtype"] == s["dtype"] and "mfu" in summ
+    assert not (tmp_path / "state_a").exists()  # state removed after success
+    # snapshot_000 == init weights
+    torch.manual_seed(0)
+    init = GPT(MC).state_dict()
+    s0 = load_file(str(a / "snapshot_000.safetensors"))
+    assert all(torch.equal(init[k], s0[k]) for k in init)
+    assert torch.equal(final(a)["wte.weight"], load_file(str(a / "snapshot_100.safetensors"))["wte.weight"])
+
+
+def test_crash_and_resume_bit_identical(data, tmp_path, monkeypatch):
+    ref, _ = run(data, tmp_path, tc(), "ref")
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "12")
+    with pytest.raises(RuntimeError, match="step 12"):
+        run(data, tmp_path, tc(), "x")
+    assert not (tmp_path / "x" / "final.safetensors").exists()
+    assert json.loads((tmp_path / "state_x" / "latest.json").read_text())["step"] == 12
+    monkeypatch.delenv("CW_CRASH_AFTER_STEP")
+    lines = []
+    out, s = run(data, tmp_path, tc(), "x", lines)
+    assert any("resumed from state step 12" in l for l in lines)
+    assert s["resumed_from_step"] == 12
+    fr, fx = final(ref), final(out)
+    assert all(torch.equal(fr[k], fx[k]) for k in fr)
+    for pct in (0, 50):
+        a = load_file(str(ref / f"snapshot_{pct:03d}.safetensors"))
+        b = load_file(str(out / f"snapshot_{pct:03d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = pd.read_parquet(ref / "log.parquet"), pd.read_parquet(out / "log.parquet")
+    pd.testing.assert_series_equal(la.val_loss, lb.val_loss)
+
+
+def test_divergence_names_step(data, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"at step \d+"):
+        run(data, tmp_path, tc(lr=1e30, grad_clip=0.0, warmup_frac=0.0), "nan")
+    assert not (tmp_path / "nan" / "final.safetensors").exists()
