@@ -70,11 +70,9 @@ def test_vocab_table_counts():
 
 
 def test_shuffle_keeps_unigrams_destroys_bigrams():
-    rng = np.random.default_rng(0)
     ids = np.tile(np.arange(10, dtype=np.int32), 200)  # deterministic bigrams i -> i+1
     sh = shuffle_tokens(ids, seed=1)
     assert np.array_equal(np.sort(sh), np.sort(ids))
     assert np.array_equal(sh, shuffle_tokens(ids, seed=1)) and not np.array_equal(sh, ids)
     follows = np.mean((sh[1:] - sh[:-1]) % 10 == 1)
     assert follows < 0.3
-    del rng

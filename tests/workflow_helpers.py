@@ -1,0 +1,73 @@
+"""Helpers for tests that run the real Snakemake workflow in a temporary copy of the repository."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def make_workdir(dest: Path, config_overrides: dict | None = None, base_config: str = "config/tiny.yaml") -> Path:
+    """Copy what a workflow run needs (not results/) into dest and write dest/config/test.yaml."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    for folder in ["workflow", "config", "profiles"]:
+        shutil.copytree(REPO / folder, dest / folder, dirs_exist_ok=True)
+    (dest / "tests" / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "tests" / "data", dest / "tests" / "data", dirs_exist_ok=True)
+    cfg = yaml.safe_load((REPO / base_config).read_text())
+    deep_update(cfg, config_overrides or {})
+    (dest / "config" / "test.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_config(workdir: Path, cfg_overrides: dict, name: str = "test.yaml") -> None:
+    cfg = yaml.safe_load((workdir / "config" / name).read_text())
+    deep_update(cfg, cfg_overrides)
+    (workdir / "config" / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str = "config/test.yaml",
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "--configfile", configfile, *args]
+    full_env = dict(os.environ, **(env or {}))
+    full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def planned_rules(workdir: Path, *args: str, configfile: str = "config/test.yaml") -> dict[str, int]:
+    """Rules (and job counts) a dry run would execute, parsed from Snakemake's job-stats table."""
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args, configfile=configfile)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif parts and set(parts[0]) <= {"-"}:
+                continue
+            elif counts:
+                break
+    return counts
