@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 def tc(**kw):
     base = dict(tokens=4 * 16 * 20, batch_size=4, lr=3e-3, min_lr_frac=0.1, warmup_frac=0.1, weight_decay=0.1,
                 grad_clip=1.0, eval_every=5, eval_tokens=64, checkpoint_every=4, snapshot_fracs=[0.0, 0.5, 1.0],
-                seed=0, device="cpu", compile="auto", dtype="auto", threads=None)
+                seed=0, device="cpu", compile="auto", dtype="auto", threads=1)
     base.update(kw)
     return TrainConfig(**base)
 

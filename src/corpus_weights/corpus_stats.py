@@ -243,6 +243,9 @@ def symmetric_counts_spectrum_stats(C: sp.spmatrix, k: int | None = None, seed: 
                 "truncated_top_k": int(kk),
                 "effective_rank_top_k": float(effective_rank(s)),
                 "pr_abs_top_k": float(s.sum() ** 2 / s2.sum()) if s2.sum() > 0 else float("nan"),
+                # PR of the PSD matrix M^2 (eigenvalues sigma^2): sum sigma^2 = ||M||_F^2 exactly, sum sigma^4 from
+                # the top k (it is dominated by them), the same reading as the other spectra rows.
+                "pr_sq_top_k": float(fro2**2 / (s2**2).sum()) if s2.sum() > 0 else float("nan"),
                 "top_k_energy_share": float(s2.sum() / fro2),
                 "top1_energy_share": float(s2[0] / fro2),
                 "top_singular_values": s[: min(10, kk)].tolist(),

@@ -271,6 +271,25 @@ def _load_state(state_dir: Path, fingerprint: str):
 
 # ----------------------------------------------------------------------------- training
 
+def build_optimizer(model: GPT, train_cfg: TrainConfig, device: torch.device):
+    """AdamW(betas=(0.9, 0.95)); weight decay only on 2-D weights; fused on CUDA, foreach on CPU.
+    Returns (optimizer, params in optimizer order)."""
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    opt_kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": train_cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=train_cfg.lr, betas=(0.9, 0.95), eps=1e-8, **opt_kwargs)
+    return opt, decay + no_decay
+
+
+def autocast_ctx(device: torch.device, cdtype: torch.dtype):
+    if cdtype != torch.float32:
+        return torch.autocast(device_type=device.type, dtype=cdtype)
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path, val_tokens_path,
                 out_dir, state_dir, log=print) -> dict:
     t_start = time.perf_counter()
@@ -312,14 +331,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     model = GPT(model_cfg).to(device)
     n_params = model.n_params()
     fpt = flops_per_token(model_cfg)
-    decay = [p for p in model.parameters() if p.dim() == 2]
-    no_decay = [p for p in model.parameters() if p.dim() != 2]
-    params = decay + no_decay
-    opt_kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": train_cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=train_cfg.lr, betas=(0.9, 0.95), eps=1e-8, **opt_kwargs)
+    opt, params = build_optimizer(model, train_cfg, device)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     snap_dir = state_dir / "snapshots"
@@ -354,8 +366,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
         log(f"[train] resumed from state step {start_step} in {state_dir}")
 
     fwd = torch.compile(model) if use_compile else model
-    autocast = (torch.autocast(device_type=device.type, dtype=cdtype) if cdtype != torch.float32
-                else torch.autocast(device_type=device.type, enabled=False))
+    autocast = autocast_ctx(device, cdtype)
     peak = matmul_peak_tflops(device, cdtype)
     log(f"[train] params={n_params:,} flops/token={fpt:,} matmul peak ({resolved['dtype']})={peak:.3f} TFLOP/s")
 

@@ -1,5 +1,6 @@
 # Config validation, target builders, wildcard constraints and small helpers shared by the rule files.
 import glob
+import importlib.util
 import os
 
 from snakemake.exceptions import WorkflowError
@@ -7,7 +8,11 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-REPO = workflow.basedir
+# The library the scripts actually import (the editable install points at src/corpus_weights).
+_spec = importlib.util.find_spec("corpus_weights")
+if _spec is None:
+    raise WorkflowError("the library 'corpus_weights' is not importable: run `pip install --no-deps -e .` (or `make`)")
+LIBRARY_DIR = os.path.dirname(_spec.origin)
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]
 TRAIN = config["train"]
@@ -83,7 +88,7 @@ wildcard_constraints:
 
 def lib(*modules):
     """Library source files a rule depends on (Snakemake only tracks the script file itself)."""
-    return [os.path.join(REPO, "src", "corpus_weights", f"{m}.py") for m in modules]
+    return [os.path.join(LIBRARY_DIR, f"{m}.py") for m in modules]
 
 
 def corpus_inputs(wildcards):

@@ -5,10 +5,9 @@ import scipy.sparse as sp
 
 from corpus_weights import corpus_stats as cs
 from corpus_weights.spectra import spectrum_row
-from corpus_weights.workflow_io import read_json, start_log, usable_threads
+from corpus_weights.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
-usable_threads(snakemake.threads)
 vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
 ids = np.load(snakemake.input.train)
 counts = cs.bigram_counts(ids, vocab_size)
@@ -29,8 +28,15 @@ symmetric = cs.symmetric_counts_spectrum_stats(counts)
 rows = [
     dict(spectrum_row("PPMI (top-d singular values)", singular_values, kind="singular")),
     dict(spectrum_row("Sigma_E (corpus covariance)", eigvals, kind="eigen")),
-    {"name": "C + C^T (symmetric raw bigram counts)", "pr": symmetric["participation_ratio"],
-     "effective_rank": symmetric.get("effective_rank_top_k"), "n": vocab_size, "top1_share": symmetric.get("top1_share")},
+    # PR on the eigenvalues of M^2 (= squared singular values of M = C + C^T), the PSD reading that matches the
+    # other rows; the signed trace^2/||M||_F^2 is exact but near 0 because M has an almost empty diagonal.
+    {"name": "C + C^T (symmetric raw bigram counts)", "pr": symmetric.get("pr_sq_top_k"),
+     "effective_rank": symmetric.get("effective_rank_top_k"), "n": vocab_size,
+     "top1_share": symmetric.get("top1_energy_share")},
+    {"name": "C + C^T, signed eigenvalues (exact)", "pr": symmetric.get("pr_exact"), "effective_rank": None,
+     "n": vocab_size, "top1_share": None},
+    {"name": "C + C^T, |eigenvalues| (top-k)", "pr": symmetric.get("pr_abs_top_k"), "effective_rank": None,
+     "n": symmetric.get("truncated_top_k"), "top1_share": None},
 ]
 pd.DataFrame(rows).to_parquet(snakemake.output.spectra, index=False)
 log.info("spectra: %s", rows)

@@ -1,0 +1,59 @@
+import numpy as np
+
+from corpus_weights.alignment import row_centre, row_centred_pearson
+from corpus_weights.nulls import (
+    binned_permutation, cosine, log_frequency_bins, permutation_test, permutation_test_factors,
+    random_rotation_cosine_null,
+)
+
+
+def test_bins_and_permutation():
+    counts = np.array([1, 1000, 5, 50, 2, 700, 30, 9, 400, 3])
+    bins = log_frequency_bins(counts, 5)
+    assert np.bincount(bins).tolist() == [2] * 5
+    assert bins[np.argmax(counts)] == 4 and bins[np.argmin(counts)] == 0
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = binned_permutation(bins, rng)
+        assert sorted(p) == list(range(10)) and (bins[p] == bins).all()
+
+
+def test_fast_matches_generic_and_factors():
+    rng = np.random.default_rng(1)
+    N = 25
+    A, B = rng.standard_normal((N, N)), rng.standard_normal((N, N))
+    bins = log_frequency_bins(rng.integers(1, 1000, N), 3)
+    fast = permutation_test(A, B, bins, 50, seed=3)
+    slow = permutation_test(A, B, bins, 50, seed=3, stat=row_centred_pearson)
+    assert np.allclose(fast["null"], slow["null"], atol=1e-5)
+    assert np.isclose(fast["observed"], slow["observed"]) and np.isclose(fast["p"], slow["p"])
+    F, G = rng.standard_normal((3, N, 4)), rng.standard_normal((3, N, 4))
+    G -= G.mean(1, keepdims=True)
+    As = F @ G.transpose(0, 2, 1)
+    fa = permutation_test_factors(F, G, B, bins, 50, seed=3)
+    de = permutation_test(As, B, bins, 50, seed=3)
+    assert np.allclose(fa["observed"], de["observed"]) and np.allclose(fa["null"], de["null"], atol=1e-5)
+    assert np.allclose(fa["observed"][1], row_centred_pearson(As[1], B))
+
+
+def test_planted_and_structureless():
+    rng = np.random.default_rng(2)
+    N = 30
+    B = rng.standard_normal((N, N))
+    bins = log_frequency_bins(rng.integers(1, 1000, N), 3)
+    res = permutation_test(B + 0.5 * rng.standard_normal((N, N)), B, bins, 200, seed=0)
+    assert res["p"] < 0.01 and res["p"] == 1 / 201
+    ps = [permutation_test(rng.standard_normal((N, N)), rng.standard_normal((N, N)), bins, 200, seed=s)["p"]
+          for s in range(5)]
+    assert all(0 < p <= 1 for p in ps) and not all(p < 0.05 for p in ps)
+
+
+def test_rotation_null_mean():
+    rng = np.random.default_rng(3)
+    d = 16
+    A = rng.standard_normal((d, d)) + 2 * np.eye(d)
+    B = rng.standard_normal((d, d)) + 3 * np.eye(d)
+    res = random_rotation_cosine_null(A, B, 400, rng)
+    assert abs(res["null_mean"] - res["expected_mean"]) < 4 * res["null_sd"] / np.sqrt(400)
+    assert res["expected_mean"] > 0.1
+    assert np.isclose(res["observed"], cosine(A, B))

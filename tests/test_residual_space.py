@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from corpus_weights.residual_space import (
+    fold_layernorm, forward_logits, gelu, layer_of, matrix_type, random_rotation_fixing_ones,
+    residual_vectors, rotate_residual, residual_matrix_names,
+)
+
+
+def small_model(rng, V=40, d=16, L=2, ctx=8):
+    w = {"W_E": rng.standard_normal((V, d)), "W_pos": 0.3 * rng.standard_normal((ctx, d)),
+         "ln_final.w": 1 + 0.3 * rng.standard_normal(d)}
+    for i in range(L):
+        for t in ("W_Q", "W_K", "W_V", "W_O"):
+            w[f"L{i}.{t}"] = rng.standard_normal((d, d)) / np.sqrt(d)
+        w[f"L{i}.W_in"] = rng.standard_normal((4 * d, d)) / np.sqrt(d)
+        w[f"L{i}.W_out"] = rng.standard_normal((d, 4 * d)) / np.sqrt(4 * d)
+        w[f"L{i}.ln1.w"] = 1 + 0.3 * rng.standard_normal(d)
+        w[f"L{i}.ln2.w"] = 1 + 0.3 * rng.standard_normal(d)
+    return w
+
+
+def test_names_and_orientation():
+    assert matrix_type("L3.W_Q") == "W_Q" and matrix_type("W_E") == "W_E"
+    assert layer_of("L12.W_out") == 12 and layer_of("W_E") == -1
+    W_out = np.arange(6.0).reshape(2, 3)  # (d=2, 4d=3): columns are residual vectors
+    assert residual_vectors("L0.W_out", W_out).shape == (3, 2)
+    W_in = np.arange(6.0).reshape(3, 2)  # (4d=3, d=2): rows are residual vectors
+    assert residual_vectors("L0.W_in", W_in).shape == (3, 2)
+    with pytest.raises(ValueError):
+        residual_vectors("L0.ln1.w", np.ones(2))
+
+
+def test_rotation_fixing_ones():
+    Q = random_rotation_fixing_ones(16, np.random.default_rng(0))
+    assert np.allclose(Q @ Q.T, np.eye(16), atol=1e-12)
+    assert np.allclose(Q @ np.ones(16), np.ones(16), atol=1e-12)
+    assert not np.allclose(Q, np.eye(16))
+
+
+def test_gelu_exact():
+    assert np.isclose(gelu(np.array(1.0)), 0.8413447460685429)
+
+
+def test_causal_and_fold():
+    rng = np.random.default_rng(1)
+    w = small_model(rng)
+    tok = rng.integers(0, 40, size=(2, 8))
+    a = forward_logits(w, tok, 2)
+    tok2 = tok.copy()
+    tok2[:, -1] = (tok2[:, -1] + 1) % 40
+    b = forward_logits(w, tok2, 2)
+    assert np.allclose(a[:, :-1], b[:, :-1])  # causal
+    f = fold_layernorm(w)
+    assert np.allclose(f["ln_final.w"], 1) and "W_U" in f and "W_U" not in w
+    assert np.allclose(forward_logits(f, tok, 2), a, atol=1e-10)
+    with pytest.raises(ValueError):
+        rotate_residual(w, np.eye(16))
+    assert residual_matrix_names(f)[:3] == ["W_E", "W_pos", "W_U"]
