@@ -123,7 +123,7 @@ def permutation_test_factors(F: np.ndarray, G: np.ndarray, B: np.ndarray, bins: 
     nb = np.sqrt((Bc * Bc).sum())
     # ||F G^T||^2 = tr(F^T F G^T G); <F G^T, Bc> = sum(F * (Bc G))
     na = np.sqrt(np.einsum("hij,hij->h", F.transpose(0, 2, 1) @ F, G.transpose(0, 2, 1) @ G))
-    BG = np.einsum("ij,hjr->hir", Bc, G)
+    BG = Bc @ G  # (m, N, r), batched BLAS
     obs = np.einsum("hir,hir->h", F, BG) / (na * nb)
     P = _draws(bins, n_draws, seed) if bins is not None else None
     null = None

@@ -107,16 +107,23 @@ def _target_vectors(weights: dict, target: str, W_init: dict | None) -> dict[str
     return out
 
 
-def _own_share(G: np.ndarray, K: int) -> float:
-    lam = np.linalg.eigvalsh(G)[::-1]
-    tot = lam.sum()
-    return float(lam[:K].sum() / tot) if tot > 0 else np.nan
+def _grams(weights: dict, target: str, W_init: dict | None, include_embeddings: bool) -> dict:
+    """{name: (X^T X, eigenvalues descending)} per matrix plus 'pooled_nonembed'."""
+    grams = {}
+    for name, X in _target_vectors(weights, target, W_init).items():
+        if not include_embeddings and matrix_type(name) in EMBEDDING:
+            continue
+        grams[name] = X.T @ X
+    pooled = [g for n, g in grams.items() if matrix_type(n) in NON_EMBED]
+    if pooled:
+        grams["pooled_nonembed"] = np.sum(pooled, axis=0)
+    return {n: (G, np.linalg.eigvalsh(G)[::-1]) for n, G in grams.items()}
 
 
 def _shares_from_gram(G: np.ndarray, Bs: np.ndarray) -> np.ndarray:
     """Shares tr(B^T G B)/tr G for a stack of bases Bs (n, d, K)."""
     tot = np.trace(G)
-    GB = np.einsum("ij,njk->nik", G, Bs)
+    GB = G @ Bs  # batched BLAS
     return (GB * Bs).sum(axis=(1, 2)) / tot
 
 
@@ -127,6 +134,7 @@ def shares_table(
     target: str = "W",
     W_init: dict | None = None,
     include_embeddings: bool = True,
+    _cache: dict | None = None,
 ) -> pd.DataFrame:
     """Projection shares per (matrix type, layer, basis), plus pooled non-embedding rows.
 
@@ -141,26 +149,18 @@ def shares_table(
     Embedding rows (W_E, W_pos, W_U if present) have layer=-1.
     Uses d x d Gram matrices, so each (matrix, basis) costs O(d^2 K).
     """
-    vecs = _target_vectors(weights, target, W_init)
-    d = next(iter(vecs.values())).shape[1]
+    grams = _grams(weights, target, W_init, include_embeddings) if _cache is None else _cache
+    d = next(iter(grams.values()))[0].shape[0]
     stacks = {}
     for bname, B in bases.items():
         if isinstance(B, (list, tuple)):
             stacks[bname] = np.stack([np.asarray(b, dtype=np.float64)[:, :K] for b in B])
         else:
             stacks[bname] = np.asarray(B, dtype=np.float64)[None, :, :K]
-    grams = {}
-    for name, X in vecs.items():
-        if not include_embeddings and matrix_type(name) in EMBEDDING:
-            continue
-        grams[name] = X.T @ X
-    pooled = [g for n, g in grams.items() if matrix_type(n) in NON_EMBED]
-    if pooled:
-        grams["pooled_nonembed"] = np.sum(pooled, axis=0)
     base = K / d
     rows = []
-    for name, G in grams.items():
-        own = _own_share(G, K)
+    for name, (G, lam) in grams.items():
+        own = float(lam[:K].sum() / lam.sum()) if lam.sum() > 0 else np.nan
         mt = name if name == "pooled_nonembed" else matrix_type(name)
         ly = -1 if name == "pooled_nonembed" else layer_of(name)
         recs = [("own", np.array([own]))] + [(b, _shares_from_gram(G, S)) for b, S in stacks.items()]
@@ -188,7 +188,8 @@ def r2_curve(
     """shares_table concatenated over a list of K (bases must have >= max(Ks) columns).
 
     With orthonormal B the uncentred projection R^2 equals the share."""
+    cache = _grams(weights, target, W_init, include_embeddings)
     return pd.concat(
-        [shares_table(weights, bases, K, target, W_init, include_embeddings) for K in Ks],
+        [shares_table(weights, bases, K, target, W_init, include_embeddings, _cache=cache) for K in Ks],
         ignore_index=True,
     )

@@ -379,8 +379,8 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
         tot, n = 0.0, 0
         for j in range(0, len(wins), B):
             x, y = get_batch(data, wins[j:j + B], C)
-            with autocast:
-                _, loss = fwd(x.to(device), y.to(device))
+            with autocast:  # eager model: avoids recompiling for eval mode / ragged last batch
+                _, loss = model(x.to(device), y.to(device))
             tot += loss.item() * len(x)
             n += len(x)
         model.train()

@@ -12,11 +12,13 @@
 # The last line printed on stdout is STATE_DIR. Stop with stop_cluster.sh STATE_DIR.
 #
 # Env: PARTITION (default "main", must match slurm_partition in
-# profiles/slurm/config.yaml), START_TIMEOUT (seconds to wait for an idle node, default 60).
+# profiles/slurm/config.yaml), START_TIMEOUT (seconds to wait for an idle node, default 60),
+# MIN_JOB_AGE (seconds finished jobs stay visible to squeue/scontrol, default 300).
 set -euo pipefail
 
 PARTITION="${PARTITION:-main}"
 START_TIMEOUT="${START_TIMEOUT:-60}"
+MIN_JOB_AGE="${MIN_JOB_AGE:-300}"
 
 if [[ $EUID -ne 0 ]]; then
     echo "start_cluster.sh: must run as root" >&2; exit 2
@@ -70,7 +72,7 @@ MpiDefault=none
 ReturnToService=2
 # squeue-based status checks need finished jobs to stay visible for
 # >= 3 x slurm-init-seconds-before-status-checks.
-MinJobAge=300
+MinJobAge=$MIN_JOB_AGE
 SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0

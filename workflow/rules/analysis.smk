@@ -34,6 +34,7 @@ rule fit_projections:
         init="results/weights/{run}/snapshot_000.npz",
         alignment="results/analysis/{run}/{snap}/alignment.npz",
         covariance=f"{STATS}/covariance.npz",
+        embeddings=f"{STATS}/embeddings.npz",
         code=lib("projection", "note_protocol", "residual_space", "analysis"),
     output:
         table="results/analysis/{run}/{snap}/projection/K{K}.parquet",
