@@ -9,7 +9,7 @@ from workflow_helpers import make_workdir, snakemake
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"analysis": {"K": [4, 64]}}, "analysis.K"),
+        ({"analysis": {"K": [4, 32]}}, "analysis.K"),
         ({"train": {"tokens": 0}}, "tokens"),
         ({"train": {"tokens": -5}}, "tokens"),
         ({"corpus": {"files": ["no/such/*.txt"]}}, "corpus.files"),

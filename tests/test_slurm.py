@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "slurm"
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 NEEDED = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel"]
-RUN_TIMEOUT = 1500  # 42 jobs; about 6 min on an idle 2-core machine, much more when it is busy
+RUN_TIMEOUT = 1800  # 42 SLURM jobs of ~15 s each (mostly Python start-up); 15 min on a busy 2-core machine
 FAIL_TIMEOUT = 300
 # Extra options for this test cluster only (no slurmdbd): see profiles/slurm/config.yaml.
 TEST_CLUSTER_ARGS = [
@@ -98,9 +98,12 @@ def run_snakemake(workdir: Path, args: list[str], env: dict, timeout: int) -> tu
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+    timed_out = False
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        timed_out = True
+    if timed_out:
         # snakemake waits for running SLURM jobs on SIGTERM: cancel them, then insist.
         os.killpg(proc.pid, signal.SIGTERM)
         subprocess.run(["scancel", "--user", "root"], env=env, timeout=30)

@@ -211,14 +211,17 @@ def direct_path_from_weights(weights: dict, top_idx: np.ndarray) -> np.ndarray:
 
 def positive_control(weights: dict, C, top_idx: np.ndarray, smoothing: float = 1.0,
                      bins: np.ndarray | None = None, n_draws: int = 0, seed: int = 0) -> dict:
-    """Direct-path logits vs row-centred log T over top_idx.  Returns dict(r, and if n_draws>0 and
-    bins given: null_mean, null_sd, z, p from the within-bin token-label permutation test)."""
+    """Direct-path logits vs row-centred log T over top_idx.  Returns a JSON-friendly dict(r, and if
+    n_draws>0 and bins given: null_mean, null_sd, z, p, n_draws from the within-bin token-label
+    permutation test; python floats/ints only)."""
     L = direct_path_from_weights(weights, top_idx)
     logT = next_token_logprob(C, top_idx, smoothing)
     out = dict(r=row_centred_pearson(L, logT))
     if n_draws and bins is not None:
         from .nulls import permutation_test
-        out.update({k: v for k, v in permutation_test(L, logT, bins, n_draws, seed).items() if k != "observed"})
+        res = permutation_test(L, logT, bins, n_draws, seed)
+        out.update({k: float(res[k]) for k in ("null_mean", "null_sd", "z", "p")})
+        out["n_draws"] = int(res["n_draws"])
     return out
 
 

@@ -17,22 +17,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .nulls import random_rotation_cosine_null
+from .corpus_stats import transition_matrix  # noqa: F401  (re-exported: the note builds T_proj from it)
+from .nulls import random_rotation_cosine_null_multi
+from .note_values import NOTE
 from .projection import orth_qr
 from .residual_space import LAYER_MATRICES, matrix_type, n_layers, residual_vectors
 
-NOTE_FIGURES = {
-    "projection_r2_K32": 0.383,
-    "direct_r2": -0.968,
-    "random_r2": -1.001,
-    "training_share": 0.617,
-    "qk_cos": [0.001, -0.005, 0.001, -0.016, -0.007, -0.004, 0.000, -0.001],
-    "l0_wq_alignment": 0.75,
-    "symmetric_pr": 1.01,
-    "accounting": dict(rows=46398, d=256, K=32, basis_params=8448, score_params=1484736,
-                       non_weight_params=4352512, structure_params=10393152, raw_weight_params=11877888,
-                       compression=8.0, derivable_share=0.875),
-}
 
 
 def note_row_names(weights: dict, include_embeddings: bool = True) -> list[str]:
@@ -55,19 +45,24 @@ def note_basis(eigvecs: np.ndarray, mu: np.ndarray, K: int) -> np.ndarray:
     return orth_qr(M)
 
 
-def note_projection_r2(weights: dict, basis: np.ndarray, include_embeddings: bool = True) -> dict:
+def _note_stats(weights: dict, include_embeddings: bool):
+    """(Gram X^T X, sum of entries, n_rows) of the counted rows."""
+    G, sm, n = 0.0, 0.0, 0
+    for name in note_row_names(weights, include_embeddings):
+        X = np.asarray(residual_vectors(name, weights[name]), dtype=np.float64)
+        G = G + X.T @ X
+        sm += X.sum()
+        n += X.shape[0]
+    return G, sm, n
+
+
+def note_projection_r2(weights: dict, basis: np.ndarray, include_embeddings: bool = True,
+                       _stats=None) -> dict:
     """"Optimal linear projection" R^2 pooled over all counted rows: W_hat = X B B^T (B orthonormal),
     R^2 = 1 - ||X - W_hat||^2 / ||X - mean||^2 (scalar grand mean).  Also the uncentred share.
     Returns dict(r2, share, n_rows, n_basis)."""
     B = np.asarray(basis, dtype=np.float64)
-    ss = tot = sm = 0.0
-    n = 0
-    G = np.zeros((B.shape[0], B.shape[0]))
-    for name in note_row_names(weights, include_embeddings):
-        X = np.asarray(residual_vectors(name, weights[name]), dtype=np.float64)
-        G += X.T @ X
-        sm += X.sum()
-        n += X.shape[0]
+    G, sm, n = _note_stats(weights, include_embeddings) if _stats is None else _stats
     tot = np.trace(G)
     proj = float(((G @ B) * B).sum())
     resid = tot - proj
@@ -79,10 +74,11 @@ def note_projection_r2(weights: dict, basis: np.ndarray, include_embeddings: boo
 def note_r2_curve(weights: dict, eigvecs: np.ndarray, mu: np.ndarray, Ks) -> pd.DataFrame:
     """note_projection_r2 over Ks, with and without embeddings (columns K, include_embeddings, r2, share, n_rows)."""
     rows = []
+    stats = {inc: _note_stats(weights, inc) for inc in (True, False)}
     for K in Ks:
         B = note_basis(eigvecs, mu, K)
         for inc in (True, False):
-            rows.append(dict(K=K, include_embeddings=inc, **note_projection_r2(weights, B, inc)))
+            rows.append(dict(K=K, include_embeddings=inc, **note_projection_r2(weights, B, inc, stats[inc])))
     return pd.DataFrame(rows)
 
 
@@ -123,14 +119,6 @@ def note_predictions(weights: dict, E: np.ndarray, pi: np.ndarray, include_embed
     return dict(direct=norm_matched_r2(X, H), random=norm_matched_r2(X, R))
 
 
-def transition_matrix(C) -> sp.csr_matrix:
-    """Row-normalised sparse bigram matrix T = C / rowsum (rows with no successor stay 0)."""
-    C = sp.csr_matrix(C, dtype=np.float64)
-    rs = np.asarray(C.sum(axis=1)).ravel()
-    inv = np.divide(1.0, rs, out=np.zeros_like(rs), where=rs > 0)
-    return sp.diags(inv) @ C
-
-
 def t_proj(E_in: np.ndarray, E_out: np.ndarray, T) -> np.ndarray:
     """T_proj = E_in^T T E_out (d x d), computed as E_in^T (T @ E_out) without densifying T."""
     return np.asarray(E_in, dtype=np.float64).T @ np.asarray(T @ np.asarray(E_out, dtype=np.float64))
@@ -145,12 +133,14 @@ def note_qk_cosines(weights: dict, E_in: np.ndarray, E_out: np.ndarray, T, n_dra
     Tp = t_proj(E_in, E_out, T) if Tp is None else Tp
     rng = np.random.default_rng(seed)
     rows = []
+    QKs, RFs = [], []
     for i in range(n_layers(weights)):
         WQ = np.asarray(weights[f"L{i}.W_Q"], dtype=np.float64)
         WK = np.asarray(weights[f"L{i}.W_K"], dtype=np.float64)
-        QK = WQ @ WK.T
-        nl = random_rotation_cosine_null(QK, Tp, n_draws, rng)
-        RF = WQ.T @ WK
+        QKs.append(WQ @ WK.T)
+        RFs.append(WQ.T @ WK)
+    nulls = random_rotation_cosine_null_multi(QKs, Tp, n_draws, rng)  # same rotations for all layers
+    for i, (nl, RF) in enumerate(zip(nulls, RFs)):
         rows.append(dict(layer=i, cos=nl["observed"], null_expected_mean=nl["expected_mean"],
                          null_mean=nl["null_mean"], null_sd=nl["null_sd"], z=nl["z"], p=nl["p"],
                          cos_residual_form=float((RF * Tp).sum() / (np.linalg.norm(RF) * np.linalg.norm(Tp)))))
@@ -191,4 +181,4 @@ def parameter_accounting(weights: dict, K: int, d: int | None = None) -> dict:
                 raw_weight_params=int(raw), structure_params=int(raw - rows * K),
                 non_weight_params=int(total - raw), total_params=total, compression=d / K,
                 derivable_share=1 - K / d)
-    return dict(ours=ours, note=NOTE_FIGURES["accounting"])
+    return dict(ours=ours, note=NOTE["accounting"])

@@ -123,8 +123,10 @@ def _grams(weights: dict, target: str, W_init: dict | None, include_embeddings: 
 def _shares_from_gram(G: np.ndarray, Bs: np.ndarray) -> np.ndarray:
     """Shares tr(B^T G B)/tr G for a stack of bases Bs (n, d, K)."""
     tot = np.trace(G)
-    GB = G @ Bs  # batched BLAS
-    return (GB * Bs).sum(axis=(1, 2)) / tot
+    n, d, K = Bs.shape
+    flat = Bs.transpose(1, 0, 2).reshape(d, n * K)  # one GEMM for all draws
+    GB = G @ flat
+    return (GB * flat).reshape(d, n, K).sum(axis=(0, 2)) / tot
 
 
 def shares_table(

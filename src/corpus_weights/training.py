@@ -263,24 +263,29 @@ def _load_state(state_dir: Path, fingerprint: str):
         return "mismatch"
     from safetensors.torch import load_file
 
-    name = ptr["name"]
-    tensors = load_file(str(state_dir / f"{name}.safetensors"))
-    meta = json.loads((state_dir / f"{name}.json").read_text())
+    name = ptr.get("name", "")
+    try:
+        tensors = load_file(str(state_dir / f"{name}.safetensors"))
+        meta = json.loads((state_dir / f"{name}.json").read_text())
+    except (OSError, ValueError, json.JSONDecodeError):
+        return "mismatch"  # unreadable/incomplete state: discard and start fresh
     return tensors, meta
 
 
 # ----------------------------------------------------------------------------- training
 
 def build_optimizer(model: GPT, train_cfg: TrainConfig, device: torch.device):
-    """AdamW(betas=(0.9, 0.95)); weight decay only on 2-D weights; fused on CUDA, foreach on CPU.
-    Returns (optimizer, params in optimizer order)."""
+    """AdamW(betas=(0.9, 0.95)); weight decay only on 2-D weights; ``fused=True`` on CUDA *and* CPU
+    (torch >= 2.4 has a fused CPU kernel: measured 4-20x faster than foreach here for 10M params),
+    falling back to foreach where fused is unavailable. Returns (optimizer, params in optimizer order)."""
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() != 2]
-    opt_kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": train_cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=train_cfg.lr, betas=(0.9, 0.95), eps=1e-8, **opt_kwargs)
+    groups = [{"params": decay, "weight_decay": train_cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        opt = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
     return opt, decay + no_decay
 
 
@@ -339,7 +344,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     start_step, elapsed_prev, rows, resumed_interval = 0, 0.0, [], []
     loaded = _load_state(state_dir, fp)
     if loaded == "mismatch":
-        log(f"[train] state in {state_dir} has a different fingerprint; starting fresh")
+        log(f"[train] state in {state_dir} has a different fingerprint or is unreadable; starting fresh")
         for old in state_dir.glob("state_*"):
             old.unlink()
         for old in snap_dir.glob("*"):

@@ -38,7 +38,9 @@ mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/munge" "$STATE/log"
 : > "$STATE/pids"
 
 NODE="$(hostname -s)"
-CPUS="$(nproc)"
+# Jobs are short and mostly Python start-up: offer 2 slots per core (slurmd accepts the
+# overstated count thanks to SlurmdParameters=config_overrides). NODE_CPUS overrides.
+CPUS="${NODE_CPUS:-$(( 2 * $(nproc) ))}"
 MEM_MB=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) * 8 / 10 ))
 # Declare one fake GPU so `--gpus=1` jobs (rule train) can be scheduled; the job
 # then simply sees no CUDA device and trains on CPU.
@@ -70,6 +72,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
+SlurmdParameters=config_overrides
 # squeue-based status checks need finished jobs to stay visible for
 # >= 3 x slurm-init-seconds-before-status-checks.
 MinJobAge=$MIN_JOB_AGE
