@@ -208,8 +208,9 @@ def test_every_rule_ran_as_a_slurm_job(slurm_run):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == len(remote), (remote, submitted)
     ctld_log = (slurm_run["state"] / "log" / "slurmctld.log").read_text()
-    allocated = set(re.findall(r"sched: Allocate JobId=(\d+) ", ctld_log))
-    assert set(submitted) <= allocated, set(submitted) - allocated
+    started = set(re.findall(r"(?:sched: Allocate|backfill: _start_job: Started) JobId=(\d+) ", ctld_log))
+    completed = set(re.findall(r"_job_complete: JobId=(\d+) WEXITSTATUS 0", ctld_log))
+    assert set(submitted) <= started & completed, set(submitted) - (started & completed)
     # slurmctld's job history: every job of this run COMPLETED, tagged with its rule
     by_id = {j["JobId"]: j for j in slurm_run["jobs"]}
     for jobid in submitted:
@@ -222,7 +223,7 @@ def test_every_rule_ran_as_a_slurm_job(slurm_run):
     for rule in set(remote):
         logs = list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule}"
-        assert any("SLURM_JOB_ID" in p.read_text() or "Finished jobid" in p.read_text() for p in logs), rule
+        assert any(f"rule {rule}:" in p.read_text() for p in logs), rule
 
 
 def test_only_train_requests_a_gpu(slurm_run):

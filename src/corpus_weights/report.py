@@ -190,7 +190,7 @@ def _verdicts(m: dict, note: dict, K: int) -> list[dict]:
                if m['spectra']['pr_symmetric'] is not None and m['spectra']['pr_symmetric'] < 3 else
                "this does not reproduce the note's ≈ 1, so frequency dominance of the raw counts alone does not "
                "explain it.")
-            f" The same heuristic on PPMI gives {_fmt(m['spectra']['pr_ppmi'])} → {m['spectra']['L_opt_ppmi']} and on Σ_E "
+            + f" The same heuristic on PPMI gives {_fmt(m['spectra']['pr_ppmi'])} → {m['spectra']['L_opt_ppmi']} and on Σ_E "
             f"{_fmt(m['spectra']['pr_sigma_e'])} → {m['spectra']['L_opt_sigma_e']}, against the real depth "
             f"{m['config']['n_layer']}: the heuristic depends entirely on which matrix is fed to it."),
     })
