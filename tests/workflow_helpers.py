@@ -52,7 +52,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str = "
 
 def planned_rules(workdir: Path, *args: str, configfile: str = "config/test.yaml") -> dict[str, int]:
     """Rules (and job counts) a dry run would execute, parsed from Snakemake's job-stats table."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args, configfile=configfile)
+    proc = snakemake(workdir, *args, "-n", "--quiet", "rules", configfile=configfile)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout + proc.stderr
     counts: dict[str, int] = {}
