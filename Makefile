@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report test bench clean-results
+.PHONY: report test test-slurm bench clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,8 +16,13 @@ $(STAMP): requirements.txt pyproject.toml
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) results/report.html
 
+# Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).
 test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slurm" tests
+
+# The workflow through profiles/slurm on a real single-node SLURM cluster the test starts itself (root + apt).
+test-slurm: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m slurm tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
