@@ -24,6 +24,8 @@ rule alignment:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/alignment.py"
 
@@ -48,6 +50,8 @@ rule fit_projections:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/fit_projections.py"
 
@@ -71,6 +75,8 @@ rule attention:
     resources:
         mem_mb=8000,
         runtime=20,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/attention.py"
 
@@ -94,6 +100,8 @@ rule note_protocol:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/note_protocol.py"
 
@@ -113,5 +121,7 @@ rule weight_spectra:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/weight_spectra.py"

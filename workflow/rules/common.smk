@@ -130,3 +130,18 @@ def analysis_params():
 def projection_files():
     return [f"results/analysis/{run}/{snap}/projection/K{k}.parquet"
             for _, run, snap in ANALYSED for k in ANALYSIS["K"]]
+
+
+def report_inputs(wildcards):
+    per_model = ["alignment.json", "attention.parquet", "attention.json", "note_protocol.json",
+                 "weight_spectra.parquet"]
+    return {
+        "manifest": f"resources/corpus/{CORPUS}.manifest.json",
+        "tokens_meta": f"results/tokens/{CORPUS}/meta.json",
+        "spectra": f"results/corpus_stats/{CORPUS}/spectra.parquet",
+        "train_logs": [f"results/train/{run}/log.parquet" for run in ALL_RUNS],
+        "train_summaries": [f"results/train/{run}/summary.json" for run in ALL_RUNS],
+        "projections": projection_files(),
+        "per_model": [f"results/analysis/{run}/{snap}/{name}" for _, run, snap in ANALYSED for name in per_model],
+        "code": lib("report", "analysis"),
+    }

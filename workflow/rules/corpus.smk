@@ -18,6 +18,8 @@ rule prepare_corpus:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/prepare_corpus.py"
 
@@ -43,6 +45,8 @@ rule tokenize:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -63,6 +67,8 @@ rule shuffle_tokens:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/shuffle_tokens.py"
 
@@ -90,5 +96,7 @@ rule corpus_stats:
     resources:
         mem_mb=8000,
         runtime=30,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/corpus_stats.py"

@@ -1,21 +1,6 @@
 # The report: every table and figure of the note beside ours, plus metrics.json with every headline number.
 
 
-def report_inputs(wildcards):
-    per_model = ["alignment.json", "attention.parquet", "attention.json", "note_protocol.json",
-                 "weight_spectra.parquet"]
-    return {
-        "manifest": f"resources/corpus/{CORPUS}.manifest.json",
-        "tokens_meta": f"results/tokens/{CORPUS}/meta.json",
-        "spectra": f"results/corpus_stats/{CORPUS}/spectra.parquet",
-        "train_logs": [f"results/train/{run}/log.parquet" for run in ALL_RUNS],
-        "train_summaries": [f"results/train/{run}/summary.json" for run in ALL_RUNS],
-        "projections": projection_files(),
-        "per_model": [f"results/analysis/{run}/{snap}/{name}" for _, run, snap in ANALYSED for name in per_model],
-        "code": lib("report", "analysis"),
-    }
-
-
 rule report:
     input:
         unpack(report_inputs),
@@ -36,5 +21,7 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/report.py"

@@ -26,6 +26,8 @@ rule train:
         mem_mb=8000,
         runtime=240,
         gpu=1,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/train.py"
 
@@ -45,5 +47,7 @@ rule extract_weights:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/corpus-weights.yaml"
     script:
         "../scripts/extract_weights.py"
