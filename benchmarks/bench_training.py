@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from corpus_weights.model import GPT, GPTConfig, flops_per_token
-from corpus_weights.training import (TrainConfig, autocast_ctx, build_optimizer, get_batch, lr_at,
-                                     matmul_peak_tflops, resolve_compile, resolve_device, resolve_dtype,
-                                     sample_offsets, _cpu_name)
+from corpus_weights.training import (TrainConfig, _cpu_name, autocast_ctx, build_optimizer, matmul_peak_tflops,
+                                     resolve_compile, resolve_device, resolve_dtype, train_step)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,18 +87,7 @@ def make_trainer_step(cfg, tcfg, device, cdtype, use_compile, data):
     def step():
         it = state["it"]
         state["it"] += 1
-        lr = lr_at(it, total, tcfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = get_batch(data, sample_offsets(tcfg.seed, it, len(data), B, C), C)
-        if device.type == "cuda":
-            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        with ac:
-            _, loss = fwd(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss, _ = train_step(fwd, opt, params, data, it, total, tcfg, device, ac, B, C)
         if device.type == "cpu" and not torch.isfinite(loss):
             raise RuntimeError("non-finite loss")
         return loss

@@ -295,6 +295,28 @@ def autocast_ctx(device: torch.device, cdtype: torch.dtype):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def train_step(fwd, opt, params, data, it: int, total_steps: int, cfg: "TrainConfig", device: torch.device,
+               autocast, batch_size: int, context: int):
+    """One optimisation step exactly as the pipeline runs it (the benchmark times this same function).
+
+    The batch is a pure function of (seed, it), which is what makes resumed runs bit-identical.
+    Returns (loss tensor, learning rate used)."""
+    lr = lr_at(it, total_steps, cfg)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    x, y = get_batch(data, sample_offsets(cfg.seed, it, len(data), batch_size, context), context)
+    if device.type == "cuda":
+        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    with autocast:
+        _, loss = fwd(x, y)
+    loss.backward()
+    if cfg.grad_clip and cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss, lr
+
+
 def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path, val_tokens_path,
                 out_dir, state_dir, log=print) -> dict:
     t_start = time.perf_counter()
@@ -425,19 +447,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     t_int, steps_int = time.perf_counter(), 0
     model.train()
     for it in range(start_step, total_steps):
-        lr = lr_at(it, total_steps, train_cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = get_batch(train_data, sample_offsets(train_cfg.seed, it, len(train_data), B, C), C)
-        if device.type == "cuda":
-            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        with autocast:
-            _, loss = fwd(x, y)
-        loss.backward()
-        if train_cfg.grad_clip and train_cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip, foreach=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss, lr = train_step(fwd, opt, params, train_data, it, total_steps, train_cfg, device, autocast, B, C)
         pending.append((it, loss.detach()))
         step = it + 1
         steps_int += 1
