@@ -35,6 +35,8 @@ def test_report_and_metrics(finished_run):
     # The tiny corpus has fewer distinct words than vocab_size=300: V shrinks visibly.
     assert metrics["config"]["vocab_shrunk"] is True and metrics["config"]["vocab_size"] < 300
     assert "shrunk" in html
+    # Verdict text is escaped: "p < 0.01" must not open a tag and swallow the rest of the sentence.
+    assert "permutation null at p &lt; 0.01" in html
     # Training really happened: the loss fell from about log(V).
     log_loss = metrics["training"]["orig-s0"]["final_train_loss"]
     assert log_loss < np.log(metrics["config"]["vocab_size"])

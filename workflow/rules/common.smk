@@ -143,5 +143,5 @@ def report_inputs(wildcards):
         "train_summaries": [f"results/train/{run}/summary.json" for run in ALL_RUNS],
         "projections": projection_files(),
         "per_model": [f"results/analysis/{run}/{snap}/{name}" for _, run, snap in ANALYSED for name in per_model],
-        "code": lib("report", "analysis"),
+        "code": lib("report", "analysis", "note_values") + [os.path.join(LIBRARY_DIR, "templates", "report.html")],
     }
