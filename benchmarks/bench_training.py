@@ -64,14 +64,7 @@ def run_baseline(cfg, device, steps, warmup, batch):
         opt.zero_grad()
         return loss
 
-    for _ in range(warmup):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return steps * batch * C / (time.perf_counter() - t0)
+    return time_steps(step, device, steps, warmup, batch * C)
 
 
 def make_trainer_step(cfg, tcfg, device, cdtype, use_compile, data):

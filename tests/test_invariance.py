@@ -9,6 +9,8 @@ from corpus_weights.alignment import (
 )
 from corpus_weights.note_protocol import note_basis, note_projection_r2, note_qk_cosines
 from corpus_weights.projection import aligned_corpus_basis, pca_basis, shares_table
+from test_residual_space import small_model
+
 from corpus_weights.residual_space import (
     fold_layernorm, forward_logits, random_rotation_fixing_ones, rotate_residual,
 )
@@ -18,15 +20,7 @@ V, d, L, H, K = 40, 16, 2, 2, 4
 
 def setup():
     rng = np.random.default_rng(0)
-    w = {"W_E": rng.standard_normal((V, d)), "W_pos": 0.3 * rng.standard_normal((8, d)),
-         "ln_final.w": 1 + 0.3 * rng.standard_normal(d)}
-    for i in range(L):
-        for t in ("W_Q", "W_K", "W_V", "W_O"):
-            w[f"L{i}.{t}"] = rng.standard_normal((d, d)) / np.sqrt(d)
-        w[f"L{i}.W_in"] = rng.standard_normal((4 * d, d)) / np.sqrt(d)
-        w[f"L{i}.W_out"] = rng.standard_normal((d, 4 * d)) / np.sqrt(4 * d)
-        w[f"L{i}.ln1.w"] = 1 + 0.3 * rng.standard_normal(d)
-        w[f"L{i}.ln2.w"] = 1 + 0.3 * rng.standard_normal(d)
+    w = small_model(rng, V=V, d=d, L=L)
     w = {k: v.astype(np.float32) for k, v in w.items()}
     C = sp.csr_matrix(rng.poisson(3.0, (V, V)) * (rng.random((V, V)) < 0.3))
     pi = np.asarray(C.sum(1)).ravel() + 1.0
