@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .model import GPT, GPTConfig
+from .residual_space import residual_vectors  # noqa: F401  (the contract helper, one definition)
 
 _LAYER_MAP = {
     "ln1.w": "ln1.weight",
@@ -133,12 +134,3 @@ def load_model_safetensors(path) -> tuple[GPT, GPTConfig]:
     model.load_state_dict(sd)
     model.eval()
     return model, cfg
-
-
-def residual_vectors(name: str, W: np.ndarray) -> np.ndarray:
-    """(n, d) residual-side vectors of a contract matrix: rows for reading
-    matrices (W_Q, W_K, W_V, W_in, W_E, W_pos), columns for writing ones (W_O, W_out)."""
-    base = name.split(".")[-1]
-    if base in ("W_O", "W_out"):
-        return np.ascontiguousarray(W.T)
-    return W
