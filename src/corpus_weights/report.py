@@ -9,7 +9,6 @@ import base64
 import glob
 import html
 import io
-import json
 import math
 import os
 from importlib import resources
@@ -23,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .note_values import NOTE  # noqa: E402
+from .workflow_io import read_json  # noqa: E402
 
 BASIS_LABELS = {
     "corpus_aligned": "corpus basis, aligned through the vocabulary",
@@ -31,11 +31,6 @@ BASIS_LABELS = {
     "own_pca": "the weights' own PCA (upper bound)",
     "note_unaligned": "corpus basis used unaligned (note protocol)",
 }
-
-
-def _read_json(path):
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def _fmt(value, digits=3):
@@ -66,8 +61,7 @@ def _table(rows: list[dict], columns: list[str] | None = None) -> str:
     columns = columns or list(rows[0].keys())
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)) if not isinstance(r.get(c), str) else r.get(c))}</td>"
-                         for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
         for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -83,10 +77,10 @@ def load_model_results(run: str, snap: str, K_list: list[int]) -> dict:
     base = f"results/analysis/{run}/{snap}"
     projections = pd.concat([pd.read_parquet(f"{base}/projection/K{k}.parquet") for k in K_list], ignore_index=True)
     return {
-        "alignment": _read_json(f"{base}/alignment.json"),
+        "alignment": read_json(f"{base}/alignment.json"),
         "attention": pd.read_parquet(f"{base}/attention.parquet"),
-        "attention_summary": _read_json(f"{base}/attention.json"),
-        "note": _read_json(f"{base}/note_protocol.json"),
+        "attention_summary": read_json(f"{base}/attention.json"),
+        "note": read_json(f"{base}/note_protocol.json"),
         "weight_spectra": pd.read_parquet(f"{base}/weight_spectra.parquet"),
         "projections": projections,
     }
@@ -216,14 +210,14 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     K = int(params["headline_K"])
     cfg = params["config"]
     d = int(cfg["model"]["d_model"])
-    manifest = _read_json(inputs["manifest"])
-    tokens_meta = _read_json(inputs["tokens_meta"])
+    manifest = read_json(inputs["manifest"])
+    tokens_meta = read_json(inputs["tokens_meta"])
     spectra = pd.read_parquet(inputs["spectra"])
 
     runs = {}
     for log_path, summary_path in zip(inputs["train_logs"], inputs["train_summaries"]):
         run = os.path.basename(os.path.dirname(log_path))
-        runs[run] = {"log": pd.read_parquet(log_path), "summary": _read_json(summary_path)}
+        runs[run] = {"log": pd.read_parquet(log_path), "summary": read_json(summary_path)}
 
     results = {mdl["label"]: load_model_results(mdl["run"], mdl["snap"], K_list) for mdl in params["models"]}
     labels = [mdl["label"] for mdl in params["models"]]
