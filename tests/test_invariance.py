@@ -1,21 +1,21 @@
-"""Invariance: a function-preserving rotation of the residual basis (LN folded, Q 1 = 1) leaves
-logits and every corrected metric unchanged; the note protocol's numbers move."""
+"""Invariance: a function-preserving rotation of the residual basis (LN folded, Q 1 = 1) leaves logits and every
+corrected metric unchanged, computed by the pipeline's own measure_model / projection_table with nulls on; the note
+protocol's numbers move."""
 import numpy as np
 import scipy.sparse as sp
 
-from corpus_weights.alignment import (
-    attention_vs_corpus, fit_vocab_map, layernormed, positive_control, qk_residual_forms,
-    token_space_scores,
-)
+from corpus_weights.analysis import align_model, measure_model, projection_table
+from corpus_weights.attention import attention_vs_corpus
+from corpus_weights.loss_ladder import corpus_ladder
 from corpus_weights.note_protocol import note_basis, note_projection_r2, note_qk_cosines
-from corpus_weights.projection import aligned_corpus_basis, pca_basis, shares_table
 from test_residual_space import small_model
 
 from corpus_weights.residual_space import (
     fold_layernorm, forward_logits, random_rotation_fixing_ones, rotate_residual,
 )
 
-V, d, L, H, K = 40, 16, 2, 2, 4
+V, d, L, H, K = 40, 16, 2, 2, 4  # V > 2d: the fit half has more tokens than dimensions (Procrustes unique)
+PARAMS = dict(top_n=40, freq_bins=3, permutations=50, map_null_draws=100, basis_null_draws=5, headline_K=K, seed=0)
 
 
 def setup():
@@ -31,21 +31,33 @@ def setup():
     return w, C, pi, E, E_out, Q, rng
 
 
-def corrected(w, C, pi, E):
-    fit = fit_vocab_map(E, w["W_E"], pi, top_n=V, seed=0)
+def corpus_dict(C, pi, E, E_out):
     mu = pi @ E
-    Sig = (E - mu).T @ ((E - mu) * pi[:, None])
-    U = np.linalg.eigh(Sig)[1][:, ::-1]
-    bases = {"corpus": aligned_corpus_basis(fit["A"], U[:, :K]), "W_E_pca": pca_basis(w["W_E"], K, weights=pi)}
-    df = shares_table(w, bases, K)
-    top = np.argsort(-pi, kind="stable")[:30]
-    X = layernormed(w["W_E"][top])
-    qk = np.stack([token_space_scores(M, X) for i in range(L)
-                   for M in qk_residual_forms(w[f"L{i}.W_Q"], w[f"L{i}.W_K"], H)])
-    att = attention_vs_corpus(w, C, top, H, n_draws=0)
-    pc = positive_control(w, C, top)
-    return dict(shares=df.share.to_numpy(), normalised=df.normalised.to_numpy(), heldout=fit["heldout_r2"],
-                qk=qk, att_r=att.r.to_numpy(), pc=pc["r"])
+    eigvecs = np.linalg.eigh((E - mu).T @ ((E - mu) * pi[:, None]))[1][:, ::-1]
+    return dict(counts=C, E_in=E, E_out=E_out, pi=pi, eigvecs=eigvecs, mu=mu, special=[])
+
+
+def corrected(w, init, C, pi, E, E_out, rng_seed=0):
+    """Every corrected-protocol number the pipeline reports for one model, as a flat dict of arrays."""
+    corpus = corpus_dict(C, pi, E, E_out)
+    ids = np.random.default_rng(rng_seed).integers(0, V, 600)
+    ladder = corpus_ladder(ids[:500], ids[500:], V)
+    out = measure_model(w, corpus, ladder, ids[500:], 5.0, H, PARAMS)
+    arrays, out["alignment"] = align_model(w, corpus, PARAMS)
+    t = projection_table(w, init, arrays["basis"], arrays["null_bases"],
+                         corpus["eigvecs"], corpus["mu"], pi, K, random_draws=0, seed=0)
+    t = t[~t.basis.isin(["note_unaligned", "note_linear", "random"])]
+    a, c = out["alignment"], out["controls"]
+    return dict(
+        shares=t.share.to_numpy(), normalised=t.normalised.to_numpy(), p_vs_null=t.p_vs_null.to_numpy(),
+        map=[a["vocab_map_heldout_r2"], a["vocab_map_train_r2"], a["vocab_map_null"]["mean"],
+             a["vocab_map_null"]["p"], a["procrustes_heldout_cos"], a["procrustes_null"]["mean"],
+             a["cka_debiased"], a["cka_plugin"], a["vocab_map_heldout_r2_E_out"]],
+        controls=[c["bigram"]["r"], c["bigram"]["z"], c["unigram"]["r"], c["direct_path_r"]],
+        ladder=[out["ladder"]["ce_pos0"], out["ladder"]["learned_fraction"]],
+        attention=out["attention"][["r", "z", "p"]].to_numpy(),
+        spectra=out["weight_spectra"]["pr"].to_numpy(),
+    ), out
 
 
 def test_logits_invariant():
@@ -60,12 +72,18 @@ def test_logits_invariant():
 
 def test_corrected_metrics_invariant_note_metrics_move():
     w, C, pi, E, E_out, Q, rng = setup()
-    f = fold_layernorm(w)
-    r = rotate_residual(f, Q)
-    m0, m1 = corrected(f, C, pi, E), corrected(r, C, pi, E)
-    for k in m0:
-        a, b = np.asarray(m0[k]), np.asarray(m1[k])
-        assert np.allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(a).max()), k
+    init = small_model(np.random.default_rng(1), V=V, d=d, L=L)
+    f, f_init = fold_layernorm(w), fold_layernorm(init)
+    r, r_init = rotate_residual(f, Q), rotate_residual(f_init, Q)
+    m_raw, out_raw = corrected(w, init, C, pi, E, E_out)
+    m_fold, _ = corrected(f, f_init, C, pi, E, E_out)
+    m_rot, out_rot = corrected(r, r_init, C, pi, E, E_out)
+    for m in (m_fold, m_rot):
+        for k in m_raw:
+            a, b = np.asarray(m_raw[k], dtype=float), np.asarray(m[k], dtype=float)
+            assert np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(a)), equal_nan=True), k
+    # the note protocol (raw weights, unaligned coordinates) is not invariant
+    assert abs(out_raw["note_protocol"]["l0_wq_alignment"] - out_rot["note_protocol"]["l0_wq_alignment"]) > 1e-4
     # note protocol: unaligned corpus basis / T_proj in model coordinates
     mu = pi @ E
     Sig = (E - mu).T @ ((E - mu) * pi[:, None])

@@ -1,8 +1,9 @@
 import numpy as np
 
-from corpus_weights.alignment import row_centre, row_centred_pearson
+from corpus_weights.attention import row_centred_pearson
+from corpus_weights.linalg import cosine, row_centre
 from corpus_weights.nulls import (
-    binned_permutation, cosine, log_frequency_bins, permutation_test, permutation_test_factors,
+    binned_permutation, empirical_p, log_frequency_bins, normal_p, permutation_test, permutation_test_factors,
     random_rotation_cosine_null,
 )
 
@@ -13,9 +14,21 @@ def test_bins_and_permutation():
     assert np.bincount(bins).tolist() == [2] * 5
     assert bins[np.argmax(counts)] == 4 and bins[np.argmin(counts)] == 0
     rng = np.random.default_rng(0)
+    draws = []
     for _ in range(20):
         p = binned_permutation(bins, rng)
         assert sorted(p) == list(range(10)) and (bins[p] == bins).all()
+        draws.append(tuple(p))
+    # uniform within bins, not a fixed reshuffle: each pair-bin shows both orders, draws differ
+    assert len(set(draws)) > 10
+    assert all(len({d[i] for d in draws}) == 2 for i in range(10))
+
+
+def test_empirical_and_normal_p():
+    null = np.arange(1, 100, dtype=float)  # 99 draws
+    assert empirical_p(1000.0, null) == 1 / 100  # never below 1/(n+1)
+    assert empirical_p(50.0, null) == (1 + 50) / 100  # ties count against the observation
+    assert np.isclose(normal_p(0.0), 0.5) and normal_p(5.0) < 1e-6 < normal_p(4.0)
 
 
 def test_fast_matches_generic_and_factors():
@@ -57,3 +70,7 @@ def test_rotation_null_mean():
     assert abs(res["null_mean"] - res["expected_mean"]) < 4 * res["null_sd"] / np.sqrt(400)
     assert res["expected_mean"] > 0.1
     assert np.isclose(res["observed"], cosine(A, B))
+    same = random_rotation_cosine_null(B, B, 200, 0)
+    assert np.isclose(same["observed"], 1.0) and same["p"] < 0.01  # A = B: far outside its null
+    indep = random_rotation_cosine_null(rng.standard_normal((d, d)), rng.standard_normal((d, d)), 200, 0)
+    assert indep["p"] > 0.05 and abs(indep["z"]) < 3  # independent: inside

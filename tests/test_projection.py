@@ -1,9 +1,7 @@
 import numpy as np
 
-from corpus_weights.alignment import fit_vocab_map
-from corpus_weights.projection import (
-    aligned_corpus_basis, pca_basis, projection_share, r2, random_basis, shares_table,
-)
+from corpus_weights.alignment import corpus_basis, fit_ridge_map, stratified_halves
+from corpus_weights.projection import pca_basis, projection_share, r2, random_basis, shares_table
 
 d, dc, K, V = 32, 24, 4, 400
 
@@ -13,12 +11,11 @@ def planted(rng, inside=True):
     pi = rng.dirichlet(np.ones(V))
     A_true = rng.standard_normal((dc, d))
     W_E = E @ A_true
-    fit = fit_vocab_map(E, W_E, pi, top_n=300, seed=0)
+    fit_idx, test_idx = stratified_halves(np.argsort(-pi)[:300], 0)
+    fit = fit_ridge_map(E, W_E, fit_idx, test_idx)
     mu = pi @ E
-    Sig = (E - mu).T @ ((E - mu) * pi[:, None])
-    lam, U = np.linalg.eigh(Sig)
-    U_K = U[:, ::-1][:, :K]
-    B = aligned_corpus_basis(fit["A"], U_K)
+    lam, U = np.linalg.eigh((E - mu).T @ ((E - mu) * pi[:, None]))
+    B = corpus_basis(fit["A"], U[:, ::-1])[:, :K]
     P = B @ B.T
     w = {"W_E": W_E, "W_pos": rng.standard_normal((8, d)), "ln_final.w": np.ones(d)}
     for i in range(2):
@@ -34,7 +31,7 @@ def planted(rng, inside=True):
 def test_planted_inside_and_orthogonal():
     rng = np.random.default_rng(0)
     w, B, fit = planted(rng, True)
-    assert fit["heldout_r2"] > 1 - 1e-9
+    assert fit["heldout_r2"] > 1 - 1e-6
     df = shares_table(w, {"corpus": B}, K)
     ne = df[(df.basis == "corpus") & (df.layer >= 0)]
     assert len(ne) == 12 and np.allclose(ne.share, 1, atol=1e-6) and np.allclose(ne.normalised, 1, atol=1e-6)
@@ -46,28 +43,61 @@ def test_planted_inside_and_orthogonal():
     assert np.allclose(ne2.share, 0, atol=1e-6)
 
 
-def test_random_basis_gives_K_over_d():
+def test_partial_share_and_normalised_score_by_hand():
+    """Rows e1 (weight 3²) and e2 (weight 1²) and e3 (weight 2²); basis {e1}: share 9/14; own PCA (K=1) also e1."""
+    dd = 8
+    e = np.eye(dd)
+    X = np.stack([3 * e[0], e[1], 2 * e[2]])
+    w = {"W_E": np.ones((2, dd)), "L0.W_Q": X}
+    B = e[:, [1]]  # the weakest direction
+    df = shares_table(w, {"b": B}, 1)
+    row = df[(df.matrix == "W_Q") & (df.basis == "b")].iloc[0]
+    assert np.isclose(row.share, 1 / 14) and np.isclose(row.own_share, 9 / 14)
+    assert np.isclose(row.normalised, (1 / 14 - 1 / dd) / (9 / 14 - 1 / dd))
+    own2 = shares_table(w, {"b": e[:, :2]}, 2)
+    assert np.isclose(own2[(own2.matrix == "W_Q") & (own2.basis == "own")].share.iloc[0], 13 / 14)  # top-2 exactly
+    assert np.isclose(projection_share(X, e[:, [0, 2]]), 13 / 14)
+
+
+def test_random_basis_orthonormal_and_mean_K_over_d_within_standard_error():
     rng = np.random.default_rng(1)
+    for _ in range(5):
+        Bq = random_basis(d, K, rng)
+        assert np.allclose(Bq.T @ Bq, np.eye(K), atol=1e-12)
     w, B, _ = planted(rng, True)
-    rand = [random_basis(d, K, rng) for _ in range(50)]
-    X = rng.standard_normal((500, d))
-    w["L0.W_in"] = np.concatenate([X, X[:12]])[: 4 * d]
-    df = shares_table(w, {"random": rand, "corpus": B}, K)
+    n = 200
+    rand = [random_basis(d, K, rng) for _ in range(n)]
+    df = shares_table(w, {"random": rand}, K)
     r = df[(df.basis == "random")]
-    assert (r.n_draws == 50).all()
-    assert (np.abs(r.share - K / d) < 3 * r.share_sd).all()
-    own = df[df.basis == "own"]
-    assert (own.share >= df[df.basis == "random"].share.values - 1e-12).all()
+    assert (r.n_draws == n).all()
+    se = r.share_sd / np.sqrt(n)
+    assert (np.abs(r.share - K / d) < 4 * se).all()
 
 
-def test_dW_and_basics():
+def test_dW_subtracts_an_init_outside_the_basis():
     rng = np.random.default_rng(2)
-    w, B, _ = planted(rng, True)
-    w0 = {k: 0.5 * v for k, v in w.items()}
-    df = shares_table(w, {"corpus": B}, K, target="dW", W_init=w0)
-    assert (df.target == "dW").all()
+    w, B, _ = planted(rng, True)  # every layer matrix inside span(B)
+    P_perp = np.eye(d) - B @ B.T
+    init = {}
+    for k, v in w.items():
+        noise = rng.standard_normal(v.shape)
+        if k.split(".")[-1] in ("W_O", "W_out"):
+            init[k] = P_perp @ noise  # columns outside the basis
+        else:
+            init[k] = noise @ P_perp if v.ndim == 2 else v
+    trained = {k: w[k] + init[k] if w[k].ndim == 2 else w[k] for k in w}
+    dW = shares_table(trained, {"corpus": B}, K, target="dW", W_init=init)
+    W = shares_table(trained, {"corpus": B}, K, target="W")
+    sel = lambda df: df[(df.basis == "corpus") & (df.matrix == "pooled_nonembed")].share.iloc[0]  # noqa: E731
+    assert np.isclose(sel(dW), 1, atol=1e-9)  # the update lies in the basis ...
+    assert sel(W) < 0.9  # ... the weights themselves do not
+
+
+def test_basics():
+    rng = np.random.default_rng(3)
     X = rng.standard_normal((50, d))
     Bp = pca_basis(X, 3, center=False)
     assert np.allclose(Bp.T @ Bp, np.eye(3))
     assert np.isclose(projection_share(X, np.eye(d)), 1)
+    assert np.isclose(projection_share(X, np.eye(d)[:, :3]), (X[:, :3] ** 2).sum() / (X ** 2).sum())
     assert np.isclose(r2(X, X), 1) and r2(X, np.full_like(X, X.mean())) == 0

@@ -23,23 +23,73 @@ def finished_run(tmp_path_factory):
 def test_report_and_metrics(finished_run):
     metrics = json.loads((finished_run / "results/metrics.json").read_text())
     html = (finished_run / "results/report.html").read_text()
-    for heading in ["note's value", "ours, note protocol", "ours, corrected", "Verdict", "Parameter accounting",
-                    "L_opt", "R²(K) curves", "Training", "data:image/png;base64,"]:
+    for heading in ["note's value", "ours, note protocol", "ours, corrected", "Verdicts", "Parameter accounting",
+                    "L_opt", "Gates", "loss ladder", "Training", "data:image/png;base64,"]:
         assert heading in html, heading
-    main = metrics["models"][metrics["main_label"]]
-    assert set(metrics["models"]) == {"main-s0", "step0", "second_seed", "shuffled"}
-    assert 0 <= main["corrected"]["projection_share"]["corpus_aligned"] <= 1
-    assert len(main["note_protocol"]["qk_cosines"]) == 2
+    assert set(metrics["models"]) == {"main-s0", "main-s1", "step0", "shuffled"}
+    assert len(metrics["models"]["main-s0"]["note_protocol"]["qk_cosines"]) == 2
     assert metrics["K_list"] == [4, 8]
-    assert len(metrics["verdicts"]) >= 4
+    assert {v["id"] for v in metrics["verdicts"]} == {"corpus_basis", "attention", "depth", "l0_alignment",
+                                                      "norm_matched"}
     # The tiny corpus has fewer distinct words than vocab_size=300: V shrinks visibly.
     assert metrics["config"]["vocab_shrunk"] is True and metrics["config"]["vocab_size"] < 300
     assert "shrunk" in html
-    # Verdict text is escaped: "p < 0.01" must not open a tag and swallow the rest of the sentence.
-    assert "permutation null at p &lt; 0.01" in html
     # Training really happened: the loss fell from about log(V).
-    log_loss = metrics["training"]["orig-s0"]["final_train_loss"]
-    assert log_loss < np.log(metrics["config"]["vocab_size"])
+    assert metrics["training"]["orig-s0"]["final_train_loss"] < np.log(metrics["config"]["vocab_size"])
+    assert metrics["training"]["orig-s0"]["wall_s"] > 0
+
+
+def test_gates_computed_and_a_failing_gate_withholds(finished_run):
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    html = (finished_run / "results/report.html").read_text()
+    gates = metrics["gates"]
+    assert set(gates) == {"G1", "G2", "G3", "G4"}
+    for g in gates.values():
+        assert isinstance(g["passed"], bool) and g["values"] and g["rule"]
+        assert (g["reason"] is None) == g["passed"]
+    assert gates["G4"]["passed"]  # two seeds at one budget
+    verdicts = {v["id"]: v for v in metrics["verdicts"]}
+    for v in verdicts.values():
+        failed = [g for g in v["gates"] if not gates[g]["passed"]]
+        assert (v["status"] == "withheld") == bool(failed), v
+        if failed:
+            assert failed[0] in v["reason"] and "Withheld" in html
+    assert verdicts["depth"]["status"] in ("holds", "does not hold")  # no gate: always stated
+
+
+def test_science_on_the_tiny_run(finished_run):
+    """The controls behave as they must on a real (tiny) run, and a few metrics recomputed from per-model files."""
+    import pandas as pd
+
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    models = metrics["models"]
+    for label in ("main-s0", "main-s1"):
+        assert models[label]["corrected"]["positive_control"]["bigram"]["z"] > 5, label
+    assert abs(models["step0"]["corrected"]["positive_control"]["bigram"]["z"]) < 3
+    assert abs(models["shuffled"]["corrected"]["positive_control"]["bigram"]["z"]) < 3
+    assert models["shuffled"]["corrected"]["positive_control"]["unigram"]["r"] > 0.3  # it learned frequencies
+    share0 = models["step0"]["corrected"]["projection_share"]
+    assert abs(share0["random"] - metrics["K_over_d"]) < 0.05  # step 0's random share ≈ K/d
+    # the second seed has its own seed and its own init
+    s0 = json.loads((finished_run / "results/train/orig-s0/summary.json").read_text())
+    s1 = json.loads((finished_run / "results/train/orig-s1/summary.json").read_text())
+    assert (s0["seed"], s1["seed"]) == (0, 1) and s0["tokens"] == s1["tokens"]
+    w0 = np.load(finished_run / "results/weights/orig-s0/snapshot_000.npz")
+    w1 = np.load(finished_run / "results/weights/orig-s1/snapshot_000.npz")
+    assert not np.array_equal(w0["L0.W_Q"], w1["L0.W_Q"])
+    # recompute: the headline share and the seed mean from the per-model projection files
+    K = metrics["K"]
+    shares = []
+    for run in ("orig-s0", "orig-s1"):
+        t = pd.read_parquet(finished_run / f"results/analysis/{run}/snapshot_100/projection/K{K}.parquet")
+        sel = t[(t.basis == "corpus_aligned") & (t.target == "W") & (t.matrix == "pooled_nonembed")]
+        shares.append(float(sel.share.iloc[0]))
+    assert np.isclose(models["main-s0"]["corrected"]["projection_share"]["corpus_aligned"], shares[0])
+    assert np.isclose(metrics["seeds"]["share_corpus"]["mean"], np.mean(shares))
+    assert np.isclose(metrics["seeds"]["share_corpus"]["sd"], np.std(shares, ddof=1))
+    summary = json.loads((finished_run / "results/analysis/orig-s0/snapshot_100/summary.json").read_text())
+    assert summary["seed"] == 0 and summary["role"] == "main" and summary["step"] == s0["steps"]
+    assert np.isclose(summary["ladder"]["val_loss"], s0["final_val_loss"])
 
 
 def test_second_run_plans_nothing(finished_run):
@@ -53,7 +103,16 @@ def test_adding_K_plans_only_projection_and_report(finished_run):
     finally:
         write_config(finished_run, {"analysis": {"K": [4, 8]}}, name="test.yaml")
     assert set(planned) == {"fit_projections", "report"}, planned
-    assert planned["fit_projections"] == 4  # one per analysed model (main, step 0, second seed, shuffled)
+    assert planned["fit_projections"] == 4  # one per analysed model (two main seeds, step 0, shuffled)
+
+
+def test_changing_permutations_reruns_only_the_jobs_that_use_it(finished_run):
+    write_config(finished_run, {"analysis": {"permutations": 60}}, name="test.yaml")
+    try:
+        planned = planned_rules(finished_run, "results/report.html")
+    finally:
+        write_config(finished_run, {"analysis": {"permutations": 100}}, name="test.yaml")
+    assert set(planned) == {"measure", "report"}, planned
 
 
 def test_training_hyperparameter_reruns_train_not_corpus(finished_run):

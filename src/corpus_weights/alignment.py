@@ -1,257 +1,217 @@
-"""Alignment of corpus space with model space through the vocabulary, and the
-coordinate-free token-space comparison of attention with corpus statistics (pure numpy/scipy).
+"""Corpus space -> model space through the vocabulary: ridge map, Procrustes, CKA, each beside its null.
 
-Conventions: bigram counts C[a, b] = #(a followed by b) (scipy.sparse, never densified V x V);
-all token-space matrices S[a, b] have a = current (query) token as row, b = other token as column.
-Row-centring removes per-query constants (softmax ignores them); after row-centring the Pearson
-r of two matrices is the cosine of the row-centred matrices (their grand mean is 0).
+The corpus embedding E (V x d_c) and the model's W_E (V x d) share only their row labels (tokens), so the only
+legitimate bridge between the two coordinate systems is a map fitted on tokens. Conventions:
+- tokens: the `top_n` most frequent, special tokens (unknown/padding) excluded;
+- fit/test halves stratified by frequency: tokens sorted by frequency, each consecutive pair split at random;
+- rows are weighted uniformly inside the top-n set (a π-weighted fit over Zipf weights has an effective sample
+  size of a few dozen tokens and overfits d regressors; the top-n restriction already keeps tokens with reliable
+  statistics);
+- both sides centred with the fit half's means; the map is ridge regression with λ chosen by 5-fold
+  cross-validation on the fit half; held-out R² = 1 − ‖Ŵ − W‖² / ‖W − mean(W)‖² on the test half;
+- the null of every score refits on E with its rows permuted within log-frequency bins (token identity destroyed,
+  frequency–norm relation kept).
+Rotating the model (W -> W Q) maps A -> A Q and leaves every score unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from .residual_space import layernorm, n_layers
+from .linalg import orthonormal_columns
+from .nulls import binned_permutation, empirical_p, log_frequency_bins
 
-
-# ----------------------------------------------------------------------------- vocab map
-
-def top_tokens(pi: np.ndarray, top_n: int) -> np.ndarray:
-    """Indices of the top_n most frequent tokens, most frequent first (stable on ties)."""
-    return np.argsort(-np.asarray(pi), kind="stable")[:top_n]
+RIDGE_GRID = tuple(10.0 ** np.arange(-4, 2.5, 0.5))  # λ relative to tr(XᵀX)/d
 
 
-def _wmean(X, w):
-    return w @ X
+def top_tokens(pi: np.ndarray, top_n: int, exclude=()) -> np.ndarray:
+    """Indices of the top_n most frequent tokens (excluding `exclude`), most frequent first (stable on ties)."""
+    order = np.argsort(-np.asarray(pi), kind="stable")
+    if len(exclude):
+        order = order[~np.isin(order, np.asarray(exclude))]
+    return order[:top_n]
 
 
-def fit_vocab_map(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: int = 2000, seed: int = 0,
-                  ridge: float = 0.0) -> dict:
-    """Frequency-weighted centred least squares map A (d_c x d) from corpus to model space.
+def stratified_halves(tokens_by_freq: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split tokens (sorted by frequency) into fit/test halves: each consecutive pair is split at random."""
+    rng = np.random.default_rng(seed)
+    n = tokens_by_freq.size - tokens_by_freq.size % 2
+    pairs = tokens_by_freq[:n].reshape(-1, 2)
+    flip = rng.random(pairs.shape[0]) < 0.5
+    first = np.where(flip, pairs[:, 1], pairs[:, 0])
+    second = np.where(flip, pairs[:, 0], pairs[:, 1])
+    return np.sort(first), np.sort(second)
 
-    A = argmin sum_t pi_t ||(e_t - mu_E) A - (w_t - mu_W)||^2 over a random half (train) of the
-    top_n tokens by pi; means are pi-weighted over the train half.  heldout_r2 is the
-    pi-weighted R^2 on the other half: 1 - sum pi||pred - w||^2 / sum pi||w - mean_test(w)||^2.
-    Returns dict(A, heldout_r2, train_r2, train_idx, test_idx, mu_E, mu_W, top_idx).
-    Rotating the model (W -> W Q) gives A -> A Q and leaves both R^2 unchanged.
-    """
+
+def _ridge_solve(X: np.ndarray, Y: np.ndarray, lam: float) -> np.ndarray:
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    return Vt.T @ ((s / (s * s + lam))[:, None] * (U.T @ Y))
+
+
+def choose_ridge(X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0, grid=RIDGE_GRID) -> float:
+    """λ minimising the k-fold cross-validated squared error of the centred ridge fit (X, Y already centred)."""
+    n = X.shape[0]
+    scale = float((X * X).sum() / X.shape[1])
+    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    errors = np.zeros(len(grid))
+    for f in range(folds):
+        tr, te = fold_of != f, fold_of == f
+        mx, my = X[tr].mean(0), Y[tr].mean(0)
+        U, s, Vt = np.linalg.svd(X[tr] - mx, full_matrices=False)
+        UtY = U.T @ (Y[tr] - my)
+        Xte = (X[te] - mx) @ Vt.T
+        for g, alpha in enumerate(grid):
+            lam = alpha * scale
+            pred = Xte @ ((s / (s * s + lam))[:, None] * UtY)
+            errors[g] += ((pred - (Y[te] - my)) ** 2).sum()
+    return float(grid[int(np.argmin(errors))] * scale)
+
+
+def fit_ridge_map(E: np.ndarray, W: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0,
+                  lam: float | None = None) -> dict:
+    """Ridge map A (d_c x d) from centred corpus rows to centred model rows, fitted on fit_idx, scored on test_idx.
+
+    Returns dict(A, lam, train_r2, heldout_r2, mu_E, mu_W)."""
+    E = np.asarray(E, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    mu_E, mu_W = E[fit_idx].mean(0), W[fit_idx].mean(0)
+    X, Y = E[fit_idx] - mu_E, W[fit_idx] - mu_W
+    if lam is None:
+        lam = choose_ridge(X, Y, seed=seed)
+    A = _ridge_solve(X, Y, lam)
+
+    def r2(idx):
+        pred = (E[idx] - mu_E) @ A + mu_W
+        return float(1 - ((pred - W[idx]) ** 2).sum() / ((W[idx] - W[idx].mean(0)) ** 2).sum())
+
+    return dict(A=A, lam=float(lam), train_r2=r2(fit_idx), heldout_r2=r2(test_idx), mu_E=mu_E, mu_W=mu_W)
+
+
+def procrustes_heldout(E: np.ndarray, W: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray) -> dict:
+    """Orthogonal Procrustes R (d_c x d) fitted on the fit half (both sides centred, unit Frobenius norm) and
+    scored on the test half: cos = <Ec R, Wc> with test rows centred and normalised (1 = a rotation explains W;
+    R² at the optimal scale is cos² for cos > 0). Returns dict(heldout_cos, train_cos, R)."""
+    def prep(X, idx):
+        Xc = np.asarray(X, dtype=np.float64)[idx]
+        Xc = Xc - Xc.mean(0)
+        return Xc / np.linalg.norm(Xc)
+
+    Ef, Wf = prep(E, fit_idx), prep(W, fit_idx)
+    U, s, Vt = np.linalg.svd(Ef.T @ Wf, full_matrices=False)
+    R = U @ Vt
+    Et, Wt = prep(E, test_idx), prep(W, test_idx)
+    return dict(heldout_cos=float(((Et @ R) * Wt).sum()), train_cos=float(s.sum()), R=R)
+
+
+def debiased_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Linear CKA from the unbiased HSIC estimator (Song et al. 2012): near 0 for independent representations
+    even when n is comparable to the widths, unlike the plug-in CKA. Invariant to orthogonal maps and scale."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n = X.shape[0]
+    if n < 4:
+        raise ValueError("debiased CKA needs at least 4 rows")
+
+    def hsic(K, L):
+        K = K.copy()
+        L = L.copy()
+        np.fill_diagonal(K, 0.0)
+        np.fill_diagonal(L, 0.0)
+        k1, l1 = K.sum(0), L.sum(0)
+        return ((K * L).sum() + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2 * (k1 @ l1) / (n - 2)) / (n * (n - 3))
+
+    K, L = X @ X.T, Y @ Y.T
+    kl, kk, ll = hsic(K, L), hsic(K, K), hsic(L, L)
+    return float(kl / np.sqrt(kk * ll)) if kk > 0 and ll > 0 else float("nan")
+
+
+def plugin_linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+    """Plug-in linear CKA ‖YᵀX‖² / (‖XᵀX‖ ‖YᵀY‖) of centred rows (biased upwards when n is small)."""
+    Xc = np.asarray(X, dtype=np.float64) - np.mean(X, 0)
+    Yc = np.asarray(Y, dtype=np.float64) - np.mean(Y, 0)
+    return float(np.linalg.norm(Yc.T @ Xc) ** 2 / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc)))
+
+
+def corpus_basis(A: np.ndarray, eigvecs: np.ndarray) -> np.ndarray:
+    """Corpus basis in model coordinates, all K at once: columns of orth(Aᵀ U) (d x min(d, d_c)).
+
+    U: eigenvectors of Σ_E as columns, descending. QR keeps nesting, so [:, :K] is B_K = orth(Aᵀ U_K)."""
+    return orthonormal_columns(np.asarray(A).T @ np.asarray(eigvecs))
+
+
+def _frequency_covariance_eigvecs(E: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    mu = pi @ E
+    Ec = E - mu
+    lam, U = np.linalg.eigh(Ec.T @ (Ec * pi[:, None]))
+    return U[:, ::-1]
+
+
+def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: int, n_bins: int, n_draws: int,
+                         seed: int = 0, exclude=(), E_out: np.ndarray | None = None,
+                         eigvecs: np.ndarray | None = None, basis_draws: int = 0) -> tuple[dict, dict]:
+    """Everything about the corpus -> model map for one model. Returns (arrays, summary).
+
+    arrays: A, mu_E, mu_W, fit_idx, test_idx, basis (d x d corpus basis), null_bases (basis_draws x d x d).
+    summary: held-out/train R² of the ridge map from E (used by the basis), from E_out and from [E, E_out]; its
+    label-permutation null (n_draws refits on E with rows permuted within log-frequency bins); effective sample
+    size; Procrustes held-out cosine with its null; debiased and plug-in CKA.
+    The basis null (basis_draws > 0) permutes all of E's rows within log-frequency bins, refits the map and the
+    eigenvectors of Σ_E, and keeps each draw's full corpus basis (so every K can slice it)."""
     E = np.asarray(E, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     pi = np.asarray(pi, dtype=np.float64)
-    top = top_tokens(pi, top_n)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(top.size)
-    half = top.size // 2
-    train_idx, test_idx = np.sort(top[perm[:half]]), np.sort(top[perm[half:]])
-    w = pi[train_idx] / pi[train_idx].sum()
-    mu_E = _wmean(E[train_idx], w)
-    mu_W = _wmean(W[train_idx], w)
-    sw = np.sqrt(w)[:, None]
-    Xe = (E[train_idx] - mu_E) * sw
-    Yw = (W[train_idx] - mu_W) * sw
-    if ridge > 0:
-        A = np.linalg.solve(Xe.T @ Xe + ridge * np.eye(Xe.shape[1]), Xe.T @ Yw)
-    else:
-        A = np.linalg.lstsq(Xe, Yw, rcond=None)[0]
-
-    def _r2(idx):
-        wt = pi[idx] / pi[idx].sum()
-        pred = (E[idx] - mu_E) @ A + mu_W
-        res = ((pred - W[idx]) ** 2).sum(1) @ wt
-        tot = ((W[idx] - wt @ W[idx]) ** 2).sum(1) @ wt
-        return float(1 - res / tot)
-
-    return dict(A=A, heldout_r2=_r2(test_idx), train_r2=_r2(train_idx), train_idx=train_idx,
-                test_idx=test_idx, mu_E=mu_E, mu_W=mu_W, top_idx=top)
-
-
-def _wcentre_scale(X, w):
-    Xc = X - w @ X
-    nrm = np.sqrt(((Xc * Xc).sum(1) @ w))
-    return Xc / nrm
-
-
-def procrustes_r2(E: np.ndarray, W: np.ndarray, pi: np.ndarray, idx: np.ndarray) -> dict:
-    """Orthogonal Procrustes over tokens idx: both sides pi-weighted centred and scaled to unit
-    weighted Frobenius norm; R (d_c x d, semi-orthogonal) from SVD of Ec^T Pi Wc, optimal scale s.
-    R^2 = 1 - ||s Ec R - Wc||^2_pi = (sum of singular values)^2.  Returns dict(r2, R, scale)."""
-    idx = np.asarray(idx)
-    w = np.asarray(pi, dtype=np.float64)[idx]
-    w = w / w.sum()
-    Ec = _wcentre_scale(np.asarray(E, dtype=np.float64)[idx], w)
-    Wc = _wcentre_scale(np.asarray(W, dtype=np.float64)[idx], w)
-    M = (Ec * w[:, None]).T @ Wc
-    U, s, Vt = np.linalg.svd(M, full_matrices=False)
-    R = U @ Vt
-    scale = float(s.sum())
-    return dict(r2=float(scale**2), R=R, scale=scale)
+    top = top_tokens(pi, top_n, exclude)
+    fit_idx, test_idx = stratified_halves(top, seed)
+    fit = fit_ridge_map(E, W, fit_idx, test_idx, seed=seed)
+    rng = np.random.default_rng([seed, 1])
+    top_bins = log_frequency_bins(pi[top], n_bins)
+    null_r2, null_cos = [], []
+    for _ in range(n_draws):
+        p = binned_permutation(top_bins, rng)
+        Ep = E.copy()
+        Ep[top] = E[top[p]]
+        null_r2.append(fit_ridge_map(Ep, W, fit_idx, test_idx, seed=seed)["heldout_r2"])
+        null_cos.append(procrustes_heldout(Ep, W, fit_idx, test_idx)["heldout_cos"])
+    proc = procrustes_heldout(E, W, fit_idx, test_idx)
+    summary = dict(
+        top_n=int(top.size), n_fit_tokens=int(fit_idx.size), n_heldout_tokens=int(test_idx.size),
+        effective_sample_size=int(fit_idx.size), weighting="uniform over the top-n tokens",
+        ridge_lambda=fit["lam"], vocab_map_train_r2=fit["train_r2"], vocab_map_heldout_r2=fit["heldout_r2"],
+        vocab_map_null=_null_summary(fit["heldout_r2"], null_r2),
+        procrustes_heldout_cos=proc["heldout_cos"], procrustes_train_cos=proc["train_cos"],
+        procrustes_null=_null_summary(proc["heldout_cos"], null_cos),
+        cka_debiased=debiased_linear_cka(E[top], W[top]), cka_plugin=plugin_linear_cka(E[top], W[top]),
+        basis_uses="E_in", excluded_tokens=[int(t) for t in exclude],
+    )
+    if E_out is not None:
+        summary["vocab_map_heldout_r2_E_out"] = fit_ridge_map(E_out, W, fit_idx, test_idx, seed=seed)["heldout_r2"]
+        both = np.concatenate([E, np.asarray(E_out, dtype=np.float64)], axis=1)
+        summary["vocab_map_heldout_r2_E_in_out"] = fit_ridge_map(both, W, fit_idx, test_idx, seed=seed)["heldout_r2"]
+    arrays = dict(A=fit["A"], mu_E=fit["mu_E"], mu_W=fit["mu_W"], fit_idx=fit_idx, test_idx=test_idx)
+    if eigvecs is not None:
+        arrays["basis"] = corpus_basis(fit["A"], eigvecs)
+        arrays["null_bases"] = basis_null(E, W, pi, fit_idx, test_idx, fit["lam"], n_bins, basis_draws, seed)
+    return arrays, summary
 
 
-def linear_cka(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Linear CKA of two representations of the same rows (optionally row-weighted, weighted-centred):
-    ||Y^T Pi X||_F^2 / (||X^T Pi X||_F ||Y^T Pi Y||_F).  Invariant to orthogonal maps and scale."""
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    w = np.full(X.shape[0], 1.0 / X.shape[0]) if weights is None else np.asarray(weights, float) / np.sum(weights)
-    sw = np.sqrt(w)[:, None]
-    Xc = (X - w @ X) * sw
-    Yc = (Y - w @ Y) * sw
-    num = np.linalg.norm(Yc.T @ Xc) ** 2
-    return float(num / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc)))
+def basis_null(E, W, pi, fit_idx, test_idx, lam, n_bins, n_draws, seed) -> np.ndarray:
+    """Corpus bases refitted on E with all its rows permuted within log-frequency bins (n_draws x d x d).
+
+    The ridge λ of the real fit is reused (the null is about token identity, not about the choice of λ)."""
+    rng = np.random.default_rng([seed, 2])
+    bins = log_frequency_bins(np.asarray(pi) * 1e9, n_bins)
+    out = []
+    for _ in range(n_draws):
+        Ep = E[binned_permutation(bins, rng)]
+        A = fit_ridge_map(Ep, W, fit_idx, test_idx, lam=lam)["A"]
+        out.append(corpus_basis(A, _frequency_covariance_eigvecs(Ep, pi)))
+    d = W.shape[1]
+    return np.stack(out) if out else np.zeros((0, d, d))
 
 
-# ----------------------------------------------------------------------------- attention forms
-
-def qk_residual_forms(W_Q: np.ndarray, W_K: np.ndarray, n_head: int, ln_w: np.ndarray | None = None) -> list:
-    """Per-head residual-space bilinear forms M_h = W_Q,h^T W_K,h / sqrt(d_h) (d x d each).
-
-    Score(query x, key y) = x M_h y^T.  ln_w: the ln1 weight if NOT folded (multiplied into
-    both sides); pass None for folded weights."""
-    W_Q = np.asarray(W_Q, dtype=np.float64)
-    W_K = np.asarray(W_K, dtype=np.float64)
-    if ln_w is not None:
-        W_Q = W_Q * ln_w[None, :]
-        W_K = W_K * ln_w[None, :]
-    d = W_Q.shape[1]
-    dh = W_Q.shape[0] // n_head
-    return [W_Q[h * dh:(h + 1) * dh].T @ W_K[h * dh:(h + 1) * dh] / np.sqrt(dh) for h in range(n_head)]
-
-
-def qk_factors(W_Q: np.ndarray, W_K: np.ndarray, n_head: int, X: np.ndarray,
-               ln_w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Low-rank factors of the row-centred token-space scores of every head:
-    row_centre(X M_h X^T) = F[h] @ G[h]^T with F[h] = X W_Q,h^T (N x d_h),
-    G[h] = (X - mean_rows X) W_K,h^T / sqrt(d_h).  Returns (F, G), each (n_head, N, d_h)."""
-    W_Q = np.asarray(W_Q, dtype=np.float64)
-    W_K = np.asarray(W_K, dtype=np.float64)
-    if ln_w is not None:
-        W_Q = W_Q * ln_w[None, :]
-        W_K = W_K * ln_w[None, :]
-    dh = W_Q.shape[0] // n_head
-    Xc = X - X.mean(0, keepdims=True)
-    F = (X @ W_Q.T).reshape(X.shape[0], n_head, dh).transpose(1, 0, 2)
-    G = (Xc @ W_K.T / np.sqrt(dh)).reshape(X.shape[0], n_head, dh).transpose(1, 0, 2)
-    return F, G
-
-
-def layernormed(X: np.ndarray) -> np.ndarray:
-    """LayerNorm without weight (weights are folded into the following matrices)."""
-    return layernorm(X)
-
-
-def token_space_scores(M: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """X M X^T: rows = query tokens, columns = key tokens."""
-    return X @ M @ X.T
-
-
-def row_centre(S: np.ndarray) -> np.ndarray:
-    S = np.asarray(S, dtype=np.float64)
-    return S - S.mean(1, keepdims=True)
-
-
-def row_centred_pearson(A: np.ndarray, B: np.ndarray) -> float:
-    """Pearson r of row-centred A and B (= cosine of the row-centred matrices)."""
-    a = row_centre(A)
-    b = row_centre(B)
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
-
-# ----------------------------------------------------------------------------- corpus side
-
-def _sub_counts(C, top_idx):
-    C = sp.csr_matrix(C)
-    top_idx = np.asarray(top_idx)
-    return C, np.asarray(C[top_idx][:, top_idx].todense(), dtype=np.float64)
-
-
-def preceding_token_statistic(C, top_idx: np.ndarray, kind: str = "logprob", smoothing: float = 1.0) -> np.ndarray:
-    """S[a, b] for a = current (query) token, b = preceding (key) token, over top_idx (N x N).
-
-    logprob: log P(prev=b | cur=a) = log (C[b, a] + s) / (sum_b' C[b', a] + s V)  (add-s smoothing
-             over the full vocabulary V; only the N x N block is ever dense).
-    pmi:     logprob - log P(b), P(b) = (sum_x C[b, x] + s V) / (total + s V^2).
-    Row-centred logprob and pmi differ only by the column term log P(b)."""
-    C, sub = _sub_counts(C, top_idx)
-    V = C.shape[0]
-    col = np.asarray(C.sum(axis=0)).ravel()[top_idx]  # occurrences of a as current token
-    S = np.log(sub.T + smoothing) - np.log(col + smoothing * V)[:, None]
-    if kind == "logprob":
-        return S
-    if kind == "pmi":
-        row = np.asarray(C.sum(axis=1)).ravel()[top_idx]
-        total = C.sum()
-        logPb = np.log(row + smoothing * V) - np.log(total + smoothing * V * V)
-        return S - logPb[None, :]
-    raise ValueError("kind must be 'logprob' or 'pmi'")
-
-
-def next_token_logprob(C, top_idx: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
-    """log T[a, b] = log P(next=b | cur=a) = log (C[a, b] + s) / (sum_x C[a, x] + s V), over top_idx."""
-    C, sub = _sub_counts(C, top_idx)
-    V = C.shape[0]
-    row = np.asarray(C.sum(axis=1)).ravel()[top_idx]
-    return np.log(sub + smoothing) - np.log(row + smoothing * V)[:, None]
-
-
-def direct_path_logits(W_E: np.ndarray, unembed: np.ndarray, top_idx: np.ndarray) -> np.ndarray:
-    """Direct path embedding -> final LN -> unembedding over top_idx (N x N; row = current token).
-
-    unembed: 1-D ln_final.w (tied unembedding W_E * w) or 2-D folded W_U (V x d)."""
-    W_E = np.asarray(W_E, dtype=np.float64)
-    unembed = np.asarray(unembed, dtype=np.float64)
-    X = layernorm(W_E[top_idx])
-    U = W_E[top_idx] * unembed[None, :] if unembed.ndim == 1 else unembed[top_idx]
-    return X @ U.T
-
-
-def direct_path_from_weights(weights: dict, top_idx: np.ndarray) -> np.ndarray:
-    u = weights["W_U"] if "W_U" in weights else weights["ln_final.w"]
-    return direct_path_logits(weights["W_E"], u, top_idx)
-
-
-def positive_control(weights: dict, C, top_idx: np.ndarray, smoothing: float = 1.0,
-                     bins: np.ndarray | None = None, n_draws: int = 0, seed: int = 0) -> dict:
-    """Direct-path logits vs row-centred log T over top_idx.  Returns a JSON-friendly dict(r, and if
-    n_draws>0 and bins given: null_mean, null_sd, z, p, n_draws from the within-bin token-label
-    permutation test; python floats/ints only)."""
-    L = direct_path_from_weights(weights, top_idx)
-    logT = next_token_logprob(C, top_idx, smoothing)
-    out = dict(r=row_centred_pearson(L, logT))
-    if n_draws and bins is not None:
-        from .nulls import permutation_test
-        res = permutation_test(L, logT, bins, n_draws, seed)
-        out.update({k: float(res[k]) for k in ("null_mean", "null_sd", "z", "p")})
-        out["n_draws"] = int(res["n_draws"])
-    return out
-
-
-def attention_vs_corpus(weights: dict, C, top_idx: np.ndarray, n_head: int, kind: str = "logprob",
-                        smoothing: float = 1.0, bins: np.ndarray | None = None, n_draws: int = 200,
-                        seed: int = 0, folded: bool | None = None):
-    """Per (layer, head) row-centred Pearson r of QK_h = X M_h X^T (X = LayerNorm'd W_E[top_idx])
-    with the preceding-token statistic, plus the within-bin permutation null shared across heads
-    (the same draws for every head).  Returns a pandas DataFrame with columns
-    layer, head, r, null_mean, null_sd, z, p, n_draws (null columns NaN if bins is None or n_draws=0).
-    If the weights are not folded, ln1.w is applied to W_Q and W_K (identical result)."""
-    import pandas as pd
-    from .nulls import permutation_test_factors
-
-    X = layernormed(np.asarray(weights["W_E"], dtype=np.float64)[top_idx])
-    S = preceding_token_statistic(C, top_idx, kind, smoothing)
-    Fs, Gs, keys = [], [], []
-    for i in range(n_layers(weights)):
-        lw = weights.get(f"L{i}.ln1.w")
-        lw = None if lw is None or np.allclose(lw, 1.0) else np.asarray(lw, dtype=np.float64)
-        F, G = qk_factors(weights[f"L{i}.W_Q"], weights[f"L{i}.W_K"], n_head, X, lw)
-        Fs.append(F)
-        Gs.append(G)
-        keys += [(i, h) for h in range(n_head)]
-    F = np.concatenate(Fs)
-    G = np.concatenate(Gs)
-    res = permutation_test_factors(F, G, S, bins, n_draws if bins is not None else 0, seed)
-    df = pd.DataFrame(keys, columns=["layer", "head"])
-    for k in ("observed", "null_mean", "null_sd", "z", "p"):
-        df["r" if k == "observed" else k] = res[k]
-    df["n_draws"] = res["n_draws"]
-    df["kind"] = kind
-    return df
+def _null_summary(observed: float, null) -> dict:
+    null = np.asarray(null, dtype=np.float64)
+    if null.size == 0:
+        return dict(n_draws=0)
+    mu, sd = float(null.mean()), float(null.std(ddof=1)) if null.size > 1 else float("nan")
+    return dict(n_draws=int(null.size), mean=mu, sd=sd, z=(observed - mu) / sd if sd > 0 else float("nan"),
+                p=empirical_p(observed, null), max=float(null.max()))

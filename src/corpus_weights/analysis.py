@@ -1,7 +1,12 @@
-"""Per-model measurement jobs: what each analysis rule computes, as plain functions of loaded artifacts.
+"""Per-model measurements as plain functions of loaded artifacts (what the analysis rules compute).
 
-The corrected protocol runs on LayerNorm-folded weights (so that it is invariant to function-preserving rotations
-of the residual basis); the note protocol runs on the raw weights, as the note would have.
+`align_model` fits the corpus -> model map with its nulls and the corpus basis with its basis null (for every K at
+once); `measure_model` runs the rest of what is computed once per model snapshot — the loss ladder, the positive
+controls, attention per head, the note's protocol and the weight spectra. `projection_table` is the cheap per-K part:
+it only slices bases. Each is one rule, so a parameter reruns only the rule that uses it.
+
+The corrected protocol runs on LayerNorm-folded weights (so that it is invariant to function-preserving rotations of
+the residual basis); the note protocol runs on the raw weights, as the note would have.
 """
 from __future__ import annotations
 
@@ -9,75 +14,94 @@ import numpy as np
 import pandas as pd
 
 from . import note_protocol as note
-from .alignment import attention_vs_corpus, fit_vocab_map, linear_cka, positive_control, procrustes_r2, top_tokens
+from .alignment import top_tokens, vocabulary_alignment
+from .attention import attention_vs_corpus
+from .controls import positive_controls
 from .corpus_stats import transition_matrix
-from .nulls import log_frequency_bins
-from .projection import aligned_corpus_basis, pca_basis, random_basis, shares_table
+from .linalg import haar_frame
+from .loss_ladder import model_ladder
+from .nulls import empirical_p, log_frequency_bins
+from .projection import pca_basis, shares_table
 from .residual_space import fold_layernorm, residual_matrix_names, residual_vectors
 from .spectra import spectrum_row
 
 
-def vocabulary_alignment(weights: dict, E_in: np.ndarray, pi: np.ndarray, top_n: int, seed: int) -> tuple[dict, dict]:
-    """Corpus -> model map through the vocabulary (least squares, Procrustes, CKA). Returns (arrays, summary)."""
-    W_E = fold_layernorm(weights)["W_E"]
-    fit = fit_vocab_map(E_in, W_E, pi, top_n=top_n, seed=seed)
-    procrustes = procrustes_r2(E_in, W_E, pi, fit["test_idx"])
-    top = fit["top_idx"]
-    cka = linear_cka(E_in[top], W_E[top], pi[top])
-    summary = {
-        "vocab_map_heldout_r2": fit["heldout_r2"],
-        "vocab_map_train_r2": fit["train_r2"],
-        "procrustes_r2": procrustes.get("heldout_r2", procrustes.get("r2")),
-        "procrustes": {k: v for k, v in procrustes.items() if np.ndim(v) == 0},
-        "linear_cka": cka,
-        "top_n": int(top.size),
-        "n_fit_tokens": int(fit["train_idx"].size),
-        "n_heldout_tokens": int(fit["test_idx"].size),
-    }
-    arrays = {"A": fit["A"], "mu_E": fit["mu_E"], "mu_W": fit["mu_W"], "train_idx": fit["train_idx"],
-              "test_idx": fit["test_idx"]}
-    return arrays, summary
+def align_model(weights: dict, corpus: dict, params: dict) -> tuple[dict, dict]:
+    """The corpus -> model map with its nulls, and the corpus basis with its basis null (all K at once).
+    params: top_n, freq_bins, map_null_draws, basis_null_draws, seed. Returns (arrays, summary)."""
+    folded = fold_layernorm(weights)
+    return vocabulary_alignment(
+        corpus["E_in"], folded["W_E"], corpus["pi"], int(params["top_n"]), int(params["freq_bins"]),
+        int(params["map_null_draws"]), int(params["seed"]), exclude=corpus.get("special", ()),
+        E_out=corpus["E_out"], eigvecs=corpus["eigvecs"], basis_draws=int(params["basis_null_draws"]))
 
 
-def projection_table(weights: dict, init_weights: dict, A: np.ndarray, eigvecs: np.ndarray, mu: np.ndarray,
-                     pi: np.ndarray, K: int, random_draws: int, seed: int) -> pd.DataFrame:
-    """Projection shares at one K for every basis (corrected protocol) plus the note protocol's R² at that K."""
+def measure_model(weights: dict, corpus: dict, ladder: dict, val_ids: np.ndarray, val_loss: float | None,
+                  n_head: int, params: dict) -> dict:
+    """The other once-per-model measurements. corpus: counts (sparse C), E_in, E_out, pi, special (token ids
+    excluded from token-space statistics). params: top_n, freq_bins, permutations, headline_K, seed.
+    Returns {ladder, controls, attention (frame), attention_summary, note_protocol, weight_spectra (frame)}."""
+    folded = fold_layernorm(weights)
+    pi, C = corpus["pi"], corpus["counts"]
+    seed, n_bins = int(params["seed"]), int(params["freq_bins"])
+    top = top_tokens(pi, int(params["top_n"]), corpus.get("special", ()))
+    bins = log_frequency_bins(np.asarray(C.sum(axis=1)).ravel()[top], n_bins)
+    attention = attention_vs_corpus(folded, C, top, n_head, bins=bins, n_draws=int(params["permutations"]), seed=seed)
+    return dict(
+        ladder=model_ladder(weights, val_ids, ladder, val_loss),
+        controls=positive_controls(folded, C, pi, top, bins, int(params["permutations"]), seed),
+        attention=attention, attention_summary=attention_summary(attention),
+        note_protocol=note_protocol_summary(weights, C, corpus["E_in"], corpus["E_out"], pi,
+                                            int(params["headline_K"]), int(params["permutations"]), seed),
+        weight_spectra=weight_spectra(weights, pi),
+    )
+
+
+def attention_summary(table: pd.DataFrame) -> dict:
+    return dict(heads=int(len(table)), significant_bh=int(table["significant_bh"].sum()),
+                max_z=float(table["z"].max()) if len(table) else None,
+                mean_r_by_layer=[float(v) for v in table.groupby("layer")["r"].mean().values],
+                n_draws=int(table["n_draws"].iloc[0]) if len(table) else 0,
+                test="double-centred Pearson r vs preceding-token PMI; within-bin permutation null; "
+                     "Benjamini–Hochberg (FDR 0.05) over heads on normal-approximation p")
+
+
+def projection_table(weights: dict, init_weights: dict, basis: np.ndarray, null_bases: np.ndarray,
+                     eigvecs: np.ndarray, mu: np.ndarray, pi: np.ndarray, K: int, random_draws: int,
+                     seed: int) -> pd.DataFrame:
+    """Projection shares at one K for every basis (corrected protocol), the aligned basis's null and empirical p,
+    plus the note protocol's R² at that K. basis / null_bases: the per-model corpus basis (d x d) and its null
+    draws (n x d x d) from measure_model; every K slices their first K columns."""
     folded = fold_layernorm(weights)
     folded_init = fold_layernorm(init_weights)
     d = folded["W_E"].shape[1]
-    # Seeded by K too, so each K's random draws are reproducible on their own (each K is its own job).
-    rng = np.random.default_rng([seed, K])
+    rng = np.random.default_rng([seed, K])  # seeded by K too: each K is its own job
     bases = {
-        "corpus_aligned": aligned_corpus_basis(A, eigvecs[:, :K]),
-        "random": [random_basis(d, K, rng) for _ in range(random_draws)],
+        "corpus_aligned": basis[:, :K],
+        "corpus_null": list(null_bases[:, :, :K]),
+        "random": [haar_frame(d, K, rng) for _ in range(random_draws)],
         "we_pca": pca_basis(folded["W_E"], K, weights=pi, center=True),
         "note_unaligned": eigvecs[:, :K],
     }
-    tables = [shares_table(folded, bases, K, target="W"),
-              shares_table(folded, bases, K, target="dW", W_init=folded_init)]
+    tables = [shares_table(folded, bases, K, target="W", keep_draws=True),
+              shares_table(folded, bases, K, target="dW", W_init=folded_init, keep_draws=True)]
     table = pd.concat(tables, ignore_index=True)
     table["basis"] = table["basis"].replace({"own": "own_pca"})
-    # Normalised score (P_basis - K/d) / (P_own - K/d) is already per row; the note protocol's R² follows.
-    basis = note.note_basis(eigvecs, mu, K)
+    table["p_vs_null"] = np.nan
+    keys = ["target", "matrix", "layer"]
+    null = table[table.basis == "corpus_null"].set_index(keys)["share_draws"]
+    for i in table.index[table.basis == "corpus_aligned"]:
+        key = tuple(table.loc[i, keys])
+        if key in null.index and len(null[key]):
+            table.loc[i, "p_vs_null"] = empirical_p(table.loc[i, "share"], null[key])
+    table = table.drop(columns=["share_draws"])
+    basis_note = note.note_basis(eigvecs, mu, K)
     note_rows = []
     for include, label in [(True, "pooled_all"), (False, "pooled_nonembed")]:
-        res = note.note_projection_r2(weights, basis, include_embeddings=include)
+        res = note.note_projection_r2(weights, basis_note, include_embeddings=include)
         note_rows.append(dict(target="W", matrix=label, layer=-1, basis="note_linear", K=K, d=d,
                               share=res["share"], r2=res["r2"], n_draws=1))
     return pd.concat([table, pd.DataFrame(note_rows)], ignore_index=True)
-
-
-def attention_analysis(weights: dict, n_head: int, counts, pi: np.ndarray, top_n: int, n_bins: int,
-                       permutations: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Per-head QK (token space) vs the preceding-token statistic, and the positive control, with nulls."""
-    folded = fold_layernorm(weights)
-    top = top_tokens(pi, top_n)
-    bins = log_frequency_bins(pi[top], n_bins)
-    table = attention_vs_corpus(folded, counts, top, n_head, bins=bins, n_draws=permutations, seed=seed)
-    control = positive_control(folded, counts, top, bins=bins, n_draws=permutations, seed=seed)
-    summary = {"positive_control": control, "top_n": int(top.size), "permutations": int(permutations),
-               "freq_bins": int(n_bins)}
-    return table, summary
 
 
 def note_protocol_summary(weights: dict, counts, E_in: np.ndarray, E_out: np.ndarray, pi: np.ndarray, K: int,

@@ -16,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from .alignment import row_centre
-from .residual_space import haar_orthogonal
+from scipy.special import ndtr
+
+from .linalg import cosine, row_centre  # noqa: F401  (cosine re-exported for the note protocol)
 
 
 def log_frequency_bins(counts: np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -45,6 +46,31 @@ def binned_permutation(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray
 def _draws(bins, n_draws, seed):
     rng = np.random.default_rng(seed)
     return np.stack([binned_permutation(bins, rng) for _ in range(n_draws)]) if n_draws else None
+
+
+def empirical_p(observed: float, null) -> float:
+    """One-sided (upper) permutation p-value (1 + #{null >= observed}) / (1 + n); never below 1/(n + 1)."""
+    null = np.asarray(null, dtype=np.float64)
+    return float((1.0 + (null >= observed).sum()) / (1.0 + null.size))
+
+
+def normal_p(z) -> np.ndarray:
+    """One-sided upper p-value of z under the normal approximation to a permutation null (can go below 1/(n+1),
+    which a multiple-comparison correction over many tests needs)."""
+    return 1.0 - ndtr(np.asarray(z, dtype=np.float64))
+
+
+def benjamini_hochberg(p, q: float = 0.05) -> np.ndarray:
+    """Boolean mask of the hypotheses rejected by the Benjamini–Hochberg step-up procedure at FDR q."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    below = p[order] <= q * np.arange(1, m + 1) / m
+    reject = np.zeros(m, dtype=bool)
+    if below.any():
+        k = int(np.nonzero(below)[0].max())
+        reject[order[: k + 1]] = True
+    return reject
 
 
 def _summary(obs: np.ndarray, null: np.ndarray | None) -> dict:
@@ -136,12 +162,6 @@ def permutation_test_factors(F: np.ndarray, G: np.ndarray, B: np.ndarray, bins: 
 
 
 # ----------------------------------------------------------------------------- rotation null
-
-def cosine(A: np.ndarray, B: np.ndarray) -> float:
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    return float((A * B).sum() / (np.linalg.norm(A) * np.linalg.norm(B)))
-
 
 def random_rotation_cosine_null(A: np.ndarray, B: np.ndarray, n_draws: int = 200,
                                 rng: np.random.Generator | int | None = 0) -> dict:

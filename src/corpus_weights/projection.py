@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .linalg import fix_signs, haar_frame, orthonormal_columns
 from .residual_space import (
     EMBEDDING,
     LAYER_MATRICES,
@@ -39,20 +40,8 @@ def r2(W: np.ndarray, W_hat: np.ndarray) -> float:
     return float(1.0 - ((W - W_hat) ** 2).sum() / den)
 
 
-def orth_qr(M: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the column span of M by (reduced) QR.
-
-    QR keeps nesting: the first k columns span the first k columns of M, so a basis built
-    for K_max can be sliced [:, :K] for any smaller K.
-    """
-    Qm, _ = np.linalg.qr(np.asarray(M, dtype=np.float64))
-    return Qm
-
-
-def random_basis(d: int, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Haar-random d x K orthonormal basis."""
-    Qm, R = np.linalg.qr(rng.standard_normal((d, K)))
-    return Qm * np.sign(np.diag(R))[None, :]
+orth_qr = orthonormal_columns  # QR keeps nesting: a basis built for K_max can be sliced [:, :K]
+random_basis = haar_frame  # Haar-random d x K orthonormal basis
 
 
 def pca_basis(X: np.ndarray, K: int, weights: np.ndarray | None = None, center: bool = True) -> np.ndarray:
@@ -72,10 +61,7 @@ def pca_basis(X: np.ndarray, K: int, weights: np.ndarray | None = None, center: 
         X = X - w @ X
     G = (X * w[:, None]).T @ X  # d x d
     lam, U = np.linalg.eigh(G)
-    U = U[:, ::-1][:, :K]
-    s = np.sign(U[np.abs(U).argmax(0), np.arange(U.shape[1])])
-    s[s == 0] = 1
-    return U * s[None, :]
+    return fix_signs(U[:, ::-1][:, :K])
 
 
 def aligned_corpus_basis(A: np.ndarray, U_K: np.ndarray) -> np.ndarray:
@@ -137,6 +123,7 @@ def shares_table(
     W_init: dict | None = None,
     include_embeddings: bool = True,
     _cache: dict | None = None,
+    keep_draws: bool = False,
 ) -> pd.DataFrame:
     """Projection shares per (matrix type, layer, basis), plus pooled non-embedding rows.
 
@@ -150,11 +137,14 @@ def shares_table(
     over all non-embedding residual vectors, own = PCA of the pooled stack.
     Embedding rows (W_E, W_pos, W_U if present) have layer=-1.
     Uses d x d Gram matrices, so each (matrix, basis) costs O(d^2 K).
+    keep_draws: add a column share_draws with the per-draw shares (a list per row).
     """
     grams = _grams(weights, target, W_init, include_embeddings) if _cache is None else _cache
     d = next(iter(grams.values()))[0].shape[0]
     stacks = {}
     for bname, B in bases.items():
+        if isinstance(B, (list, tuple)) and len(B) == 0:
+            continue  # a null or random basis with zero draws
         if isinstance(B, (list, tuple)):
             stacks[bname] = np.stack([np.asarray(b, dtype=np.float64)[:, :K] for b in B])
         else:
@@ -174,24 +164,7 @@ def shares_table(
                     share_sd=float(sh.std(ddof=1)) if sh.size > 1 else np.nan,
                     n_draws=int(sh.size), own_share=own,
                     normalised=(m - base) / (own - base) if own - base != 0 else np.nan,
+                    **({"share_draws": sh.tolist()} if keep_draws else {}),
                 )
             )
     return pd.DataFrame(rows)
-
-
-def r2_curve(
-    weights: dict,
-    bases: dict,
-    Ks: Sequence[int],
-    target: str = "W",
-    W_init: dict | None = None,
-    include_embeddings: bool = True,
-) -> pd.DataFrame:
-    """shares_table concatenated over a list of K (bases must have >= max(Ks) columns).
-
-    With orthonormal B the uncentred projection R^2 equals the share."""
-    cache = _grams(weights, target, W_init, include_embeddings)
-    return pd.concat(
-        [shares_table(weights, bases, K, target, W_init, include_embeddings, _cache=cache) for K in Ks],
-        ignore_index=True,
-    )

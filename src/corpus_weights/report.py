@@ -6,7 +6,6 @@ the note's numbers come from `note_values.NOTE`. The keys of metrics.json are do
 from __future__ import annotations
 
 import base64
-import glob
 import html
 import io
 import math
@@ -21,31 +20,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .gates import evaluate_gates  # noqa: E402
 from .note_values import NOTE  # noqa: E402
+from .verdicts import all_verdicts, fmt as _fmt, pm as pm_text  # noqa: E402
 from .workflow_io import read_json  # noqa: E402
 
 BASIS_LABELS = {
     "corpus_aligned": "corpus basis, aligned through the vocabulary",
+    "corpus_null": "its null: corpus token identities scrambled (±2 sd)",
     "random": "random basis (mean over draws)",
     "we_pca": "W_E's own PCA",
     "own_pca": "the weights' own PCA (upper bound)",
     "note_unaligned": "corpus basis used unaligned (note protocol)",
 }
-
-
-def _fmt(value, digits=3):
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{value:,}"
-    value = float(value)
-    if not math.isfinite(value):
-        return "—"
-    if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e6):
-        return f"{value:.{digits}g}"
-    return f"{value:.{digits}f}"
 
 
 def _figure_to_data_uri(fig) -> str:
@@ -73,16 +60,14 @@ def _mean_sd(values):
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
-def load_model_results(run: str, snap: str, K_list: list[int]) -> dict:
-    base = f"results/analysis/{run}/{snap}"
-    projections = pd.concat([pd.read_parquet(f"{base}/projection/K{k}.parquet") for k in K_list], ignore_index=True)
+def load_model_results(files: dict) -> dict:
+    """One analysed model's artifacts, from the paths the report rule declares as inputs."""
     return {
-        "alignment": read_json(f"{base}/alignment.json"),
-        "attention": pd.read_parquet(f"{base}/attention.parquet"),
-        "attention_summary": read_json(f"{base}/attention.json"),
-        "note": read_json(f"{base}/note_protocol.json"),
-        "weight_spectra": pd.read_parquet(f"{base}/weight_spectra.parquet"),
-        "projections": projections,
+        "summary": read_json(files["summary"]),
+        "alignment": read_json(files["alignment"]),
+        "attention": pd.read_parquet(files["attention"]),
+        "weight_spectra": pd.read_parquet(files["weight_spectra"]),
+        "projections": pd.concat([pd.read_parquet(p) for p in files["projections"]], ignore_index=True),
     }
 
 
@@ -96,49 +81,45 @@ def _share(proj: pd.DataFrame, K: int, basis: str, target="W", matrix="pooled_no
 
 def model_metrics(res: dict, K: int) -> dict:
     """Headline numbers of one analysed model (corrected protocol and note protocol)."""
-    proj = res["projections"]
-    att = res["attention"]
-    ctrl = res["attention_summary"]["positive_control"]
-    layer_r = att.groupby("layer")["r"].mean()
+    proj, summ = res["projections"], res["summary"]
+    al = res["alignment"]
+    bases = ["corpus_aligned", "corpus_null", "random", "we_pca", "own_pca"]
     corrected = {
-        "vocab_map_heldout_r2": res["alignment"].get("vocab_map_heldout_r2"),
-        "procrustes_r2": res["alignment"].get("procrustes_r2"),
-        "linear_cka": res["alignment"].get("linear_cka"),
-        "projection_share": {b: _share(proj, K, b) for b in ["corpus_aligned", "random", "we_pca", "own_pca"]},
-        "projection_share_random_sd": _share(proj, K, "random", column="share_sd"),
+        "ladder": summ["ladder"],
+        "positive_control": summ["controls"],
+        "vocab_map": {k: al.get(k) for k in ("vocab_map_heldout_r2", "vocab_map_train_r2", "vocab_map_null",
+                                             "ridge_lambda", "effective_sample_size", "vocab_map_heldout_r2_E_out",
+                                             "vocab_map_heldout_r2_E_in_out", "basis_uses", "top_n")},
+        "procrustes": {"heldout_cos": al.get("procrustes_heldout_cos"), "null": al.get("procrustes_null")},
+        "cka": {"debiased": al.get("cka_debiased"), "plugin": al.get("cka_plugin")},
+        "projection_share": {b: _share(proj, K, b) for b in bases},
+        "projection_share_sd": {b: _share(proj, K, b, column="share_sd") for b in ["corpus_null", "random"]},
+        "projection_share_p_vs_null": _share(proj, K, "corpus_aligned", column="p_vs_null"),
         "normalised_score": _share(proj, K, "corpus_aligned", column="normalised"),
-        "projection_share_dW": {b: _share(proj, K, b, target="dW") for b in ["corpus_aligned", "random", "own_pca"]},
+        "normalised_score_null": _share(proj, K, "corpus_null", column="normalised"),
+        "projection_share_dW": {b: _share(proj, K, b, target="dW") for b in bases},
         "normalised_score_dW": _share(proj, K, "corpus_aligned", target="dW", column="normalised"),
-        "attention_r_by_layer": [float(v) for v in layer_r.values],
-        "attention_max_z": float(att["z"].max()) if len(att) else None,
-        "attention_heads_significant": int((att["p"] < 0.01).sum()),
-        "attention_heads": int(len(att)),
-        "positive_control": ctrl,
+        "attention": summ["attention_summary"],
     }
-    note = res["note"]
-    note_metrics = {
-        "r2_linear_all": _share(proj, K, "note_linear", matrix="pooled_all", column="r2"),
-        "r2_linear_nonembed": _share(proj, K, "note_linear", matrix="pooled_nonembed", column="r2"),
-        "r2_direct": note.get("r2_direct"),
-        "r2_random": note.get("r2_random"),
-        "cos_direct": note.get("cos_direct"),
-        "cos_random": note.get("cos_random"),
-        "qk_cosines": note.get("qk_cosines"),
-        "qk_cosine_null_mean": note.get("qk_cosine_null_mean"),
-        "qk_cosine_null_sd": note.get("qk_cosine_null_sd"),
-        "l0_wq_alignment": note.get("l0_wq_alignment"),
-        "l0_wq_alignment_null_mean": note.get("l0_wq_alignment_null_mean"),
-        "accounting": note.get("accounting"),
-    }
-    return {"corrected": corrected, "note_protocol": note_metrics}
+    return {"label": summ["label"], "role": summ["role"], "seed": summ["seed"], "run": summ["run"],
+            "tokens": summ["tokens"], "corrected": corrected, "note_protocol": note_protocol_metrics(summ, proj, K)}
 
 
-def _benchmark_table(bench_dir: str) -> list[dict]:
+def note_protocol_metrics(summ: dict, proj: pd.DataFrame, K: int) -> dict:
+    note = summ["note_protocol"]
+    keys = ["r2_direct", "r2_random", "cos_direct", "cos_random", "qk_cosines", "qk_cosine_null_mean",
+            "qk_cosine_null_sd", "l0_wq_alignment", "l0_wq_alignment_null_mean", "accounting"]
+    return {"r2_linear_all": _share(proj, K, "note_linear", matrix="pooled_all", column="r2"),
+            "r2_linear_nonembed": _share(proj, K, "note_linear", matrix="pooled_nonembed", column="r2"),
+            **{k: note.get(k) for k in keys}}
+
+
+def _benchmark_table(paths: list[str]) -> list[dict]:
     rows = []
-    for path in sorted(glob.glob(os.path.join(bench_dir, "*", "*.tsv"))):
+    for path in paths:
         try:
             frame = pd.read_csv(path, sep="\t")
-        except Exception:  # a half-written benchmark file must not break the report
+        except (OSError, ValueError, pd.errors.EmptyDataError):  # a missing benchmark must not break the report
             continue
         rows.append({"rule": os.path.basename(os.path.dirname(path)),
                      "job": os.path.basename(path)[:-4], "seconds": float(frame["s"].iloc[0]),
@@ -146,62 +127,30 @@ def _benchmark_table(bench_dir: str) -> list[dict]:
     return rows
 
 
-def _verdicts(m: dict, note: dict, K: int) -> list[dict]:
-    """One sentence per claim of the note, filled from the run."""
-    main = m["models"][m["main_label"]]
-    corr, notep = main["corrected"], main["note_protocol"]
-    out = []
-    share = corr["projection_share"]
-    rnd_sd = corr.get("projection_share_random_sd")
-    out.append({
-        "claim": f"The corpus basis explains {note['r2_corpus_linear']:.1%} of weight variance (K={note['K']}).",
-        "finding": (
-            f"Under the note's protocol we get R² = {_fmt(notep['r2_linear_all'])} pooled with the embeddings and "
-            f"{_fmt(notep['r2_linear_nonembed'])} without them. Corrected (aligned basis, non-embedding matrices, K={K}): "
-            f"projection share {_fmt(share['corpus_aligned'])} against {_fmt(share['random'])} ± {_fmt(rnd_sd)} for a "
-            f"random basis (K/d = {_fmt(m['K_over_d'])}) and {_fmt(share['own_pca'])} for the weights' own PCA; "
-            f"normalised score {_fmt(corr['normalised_score'])} (0 = random, 1 = own PCA)."),
-    })
-    pc = corr["positive_control"]
-    layer_r = corr["attention_r_by_layer"]
-    out.append({
-        "claim": "Attention does not learn corpus bigram routing (cos(QKᵀ, T_proj) ≈ 0 in every layer).",
-        "finding": (
-            f"The note's cosines reproduce as {', '.join(_fmt(c) for c in (notep['qk_cosines'] or []))} with a "
-            f"random-rotation null of {_fmt(notep['qk_cosine_null_mean'])} ± {_fmt(notep['qk_cosine_null_sd'])}: "
-            f"they sit inside the null and say nothing. Coordinate-free, per head in token space, the mean row-centred r "
-            f"with the preceding-token statistic per layer is {', '.join(_fmt(r) for r in layer_r)}; "
-            f"{corr['attention_heads_significant']} of {corr['attention_heads']} heads beat the frequency-binned "
-            f"permutation null at p < 0.01 (max z = {_fmt(corr['attention_max_z'], 1)}). Positive control (direct path vs "
-            f"log T): r = {_fmt(pc.get('r'))}, z = {_fmt(pc.get('z'), 1)}, p = {_fmt(pc.get('p'))}."),
-    })
-    out.append({
-        "claim": f"The depth formula fails: PR of the symmetric corpus matrix ≈ {note['pr_symmetric']} → L_opt = 1.",
-        "finding": (
-            f"PR of C + Cᵀ (raw symmetric bigram counts) = {_fmt(m['spectra']['pr_symmetric'])} → L_opt = "
-            f"{m['spectra']['L_opt_symmetric']}: "
-            + ("frequency dominates the raw counts, which explains the note's ≈ 1."
-               if m['spectra']['pr_symmetric'] is not None and m['spectra']['pr_symmetric'] < 3 else
-               "this does not reproduce the note's ≈ 1, so frequency dominance of the raw counts alone does not "
-               "explain it.")
-            + f" The same heuristic on PPMI gives {_fmt(m['spectra']['pr_ppmi'])} → {m['spectra']['L_opt_ppmi']} and on Σ_E "
-            f"{_fmt(m['spectra']['pr_sigma_e'])} → {m['spectra']['L_opt_sigma_e']}, against the real depth "
-            f"{m['config']['n_layer']}: the heuristic depends entirely on which matrix is fed to it."),
-    })
-    out.append({
-        "claim": f"L0's W_Q aligns with T_proj's leading singular vector (|cos| = {note['l0_wq_alignment']}).",
-        "finding": (
-            f"We measure |cos| = {_fmt(notep['l0_wq_alignment'])} against a random-direction expectation of "
-            f"{_fmt(notep['l0_wq_alignment_null_mean'])}; without alignment the corpus and model coordinates are unrelated, "
-            f"so this number is not interpretable on its own."),
-    })
-    out.append({
-        "claim": "Norm-matched 'direct' and 'random' predictions give R² ≈ −0.968 and −1.001.",
-        "finding": (
-            f"For a centred, norm-matched prediction R² = 2·cos − 1 by arithmetic. We get direct R² = "
-            f"{_fmt(notep['r2_direct'])} (cos {_fmt(notep['cos_direct'])}) and random R² = {_fmt(notep['r2_random'])} "
-            f"(cos {_fmt(notep['cos_random'])}): both ≈ −1 because both cosines ≈ 0; neither measures anything."),
-    })
+def seed_statistics(models: dict, K_over_d: float) -> dict:
+    """Headline numbers as mean ± sd over the main seeds (sd only with ≥ 2 seeds)."""
+    mains = [mm for mm in models.values() if mm["role"] == "main"]
+    getters = {
+        "share_corpus": lambda c: c["projection_share"]["corpus_aligned"],
+        "share_corpus_null": lambda c: c["projection_share"]["corpus_null"],
+        "share_random": lambda c: c["projection_share"]["random"],
+        "share_we_pca": lambda c: c["projection_share"]["we_pca"],
+        "share_own_pca": lambda c: c["projection_share"]["own_pca"],
+        "normalised_score": lambda c: c["normalised_score"],
+        "normalised_score_null": lambda c: c["normalised_score_null"],
+        "vocab_map_heldout_r2": lambda c: c["vocab_map"]["vocab_map_heldout_r2"],
+        "bigram_control_r": lambda c: c["positive_control"]["bigram"]["r"],
+        "bigram_control_z": lambda c: c["positive_control"]["bigram"].get("z"),
+        "learned_fraction": lambda c: c["ladder"]["learned_fraction"],
+        "val_loss": lambda c: c["ladder"]["val_loss"],
+        "attention_heads_significant": lambda c: c["attention"]["significant_bh"],
+    }
+    out = {}
+    for key, get in getters.items():
+        mean, sd = _mean_sd([get(mm["corrected"]) for mm in mains])
+        out[key] = {"mean": mean, "sd": sd, "n_seeds": len(mains)}
+    ps = [mm["corrected"]["projection_share_p_vs_null"] for mm in mains]
+    out["p_vs_null_max"] = max(ps) if ps and all(p is not None for p in ps) else None
     return out
 
 
@@ -215,70 +164,68 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     spectra = pd.read_parquet(inputs["spectra"])
 
     runs = {}
-    for log_path, summary_path in zip(inputs["train_logs"], inputs["train_summaries"]):
-        run = os.path.basename(os.path.dirname(log_path))
+    for run, log_path, summary_path in zip(params["runs"], inputs["train_logs"], inputs["train_summaries"]):
         runs[run] = {"log": pd.read_parquet(log_path), "summary": read_json(summary_path)}
 
-    results = {mdl["label"]: load_model_results(mdl["run"], mdl["snap"], K_list) for mdl in params["models"]}
+    results = {mdl["label"]: load_model_results(mdl["files"]) for mdl in params["models"]}
     labels = [mdl["label"] for mdl in params["models"]]
-    main_labels = [lab for lab in labels if lab.startswith("main-")]
-    main_label = main_labels[0]
-
-    def spectrum(name_start):
-        sel = spectra[spectra["name"].str.startswith(name_start)]
-        return None if sel.empty else float(sel["pr"].iloc[0])
-
+    main_label = next(mdl["label"] for mdl in params["models"] if mdl["role"] == "main")
     main_res = results[main_label]
+
+    def spectrum(name, column="pr"):
+        sel = spectra[spectra["name"] == name]
+        return None if sel.empty or pd.isna(sel[column].iloc[0]) else float(sel[column].iloc[0])
+
     ws = main_res["weight_spectra"]
     we_cov = ws[ws["name"].str.startswith("W_E^T diag(pi) W_E")]
     spectra_m = {
-        "pr_symmetric": spectrum("C + C^T"),
-        "pr_ppmi": spectrum("PPMI"),
-        "pr_sigma_e": spectrum("Sigma_E"),
+        "pr_symmetric": spectrum("C + C^T (symmetric raw bigram counts)"),
+        "pr_symmetric_abs": spectrum("C + C^T, |eigenvalues| (top-k)"),
+        "pr_symmetric_signed": spectrum("C + C^T, signed eigenvalues (exact)"),
+        "pr_ppmi": spectrum("PPMI (top-d singular values)"),
+        "pr_sigma_e": spectrum("Sigma_E (corpus covariance)"),
         "pr_we_cov": None if we_cov.empty else float(we_cov["pr"].iloc[0]),
     }
-    for key in ["symmetric", "ppmi", "sigma_e", "we_cov"]:
+    for key in ["symmetric", "symmetric_abs", "ppmi", "sigma_e", "we_cov"]:
         pr = spectra_m[f"pr_{key}"]
         spectra_m[f"L_opt_{key}"] = None if pr is None else int(math.ceil(pr / 3))
 
+    models = {lab: model_metrics(res, K) for lab, res in results.items()}
+    gate_inputs = [dict(label=lab, role=mm["role"], seed=mm["seed"], tokens=mm["tokens"],
+                        ladder=mm["corrected"]["ladder"], controls=mm["corrected"]["positive_control"],
+                        alignment=results[lab]["alignment"]) for lab, mm in models.items()]
     metrics = {
-        "schema": "corpus-weights metrics v1 (docs/metrics.md)",
+        "schema": "corpus-weights metrics v2 (docs/metrics.md)",
         "K": K, "K_list": K_list, "K_over_d": K / d,
         "config": {"n_layer": cfg["model"]["n_layer"], "d_model": d, "n_head": cfg["model"]["n_head"],
                    "context": cfg["model"]["context"], "vocab_size": tokens_meta["vocab_size"],
                    "requested_vocab_size": tokens_meta.get("requested_vocab_size"),
-                   "vocab_shrunk": bool(tokens_meta.get("shrunk", False))},
-        "corpus": {"n_words": manifest.get("n_words"), "n_chars": manifest.get("n_chars"),
-                   "n_tokens": tokens_meta.get("n_tokens"), "n_train": tokens_meta.get("n_train"),
-                   "n_val": tokens_meta.get("n_val"), "sha256": manifest.get("sha256")},
+                   "vocab_shrunk": bool(tokens_meta.get("shrunk", False)), "seeds": list(cfg["train"]["seeds"]),
+                   "train_tokens": cfg["train"]["tokens"], "config_hash": params.get("config_hash")},
+        "corpus": {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"),
+                   "n_chars": manifest.get("n_chars"), "n_tokens": tokens_meta.get("n_tokens"),
+                   "n_train": tokens_meta.get("n_train"), "n_val": tokens_meta.get("n_val"),
+                   "sha256": manifest.get("sha256")},
         "spectra": spectra_m,
-        "training": {run: {k: info["summary"].get(k) for k in
-                           ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled",
-                            "final_train_loss", "final_val_loss", "resumed_from_step", "wall_s"]}
+        "training": {run: {**{k: info["summary"].get(k) for k in
+                              ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled",
+                               "final_train_loss", "final_val_loss", "resumed_from_step", "seed"]},
+                           "wall_s": info["summary"].get("elapsed_s")}
                      for run, info in runs.items()},
         "main_label": main_label,
-        "models": {lab: model_metrics(res, K) for lab, res in results.items()},
+        "models": models,
+        "gates": evaluate_gates(gate_inputs),
         "note": NOTE,
     }
-    # Seeds: mean ± sd of the headline numbers over main seeds.
-    seed_stats = {}
-    for key, getter in {
-        "normalised_score": lambda mm: mm["corrected"]["normalised_score"],
-        "projection_share_corpus": lambda mm: mm["corrected"]["projection_share"]["corpus_aligned"],
-        "positive_control_r": lambda mm: mm["corrected"]["positive_control"].get("r"),
-        "note_r2_linear_all": lambda mm: mm["note_protocol"]["r2_linear_all"],
-    }.items():
-        mean, sd = _mean_sd([getter(metrics["models"][lab]) for lab in main_labels])
-        seed_stats[key] = {"mean": mean, "sd": sd, "n_seeds": len(main_labels)}
-    metrics["seeds"] = seed_stats
-    metrics["verdicts"] = _verdicts(metrics, NOTE, K)
-    pc = metrics["models"][main_label]["corrected"]["positive_control"]
-    # "Clearly positive": a real correlation (r > 0.1) far outside its permutation null (z > 3). z rather than p,
-    # because p can never fall below 1/(1 + draws).
-    metrics["suspect"] = not (pc.get("r") is not None and pc["r"] > 0.1 and (pc.get("z") or 0) > 3)
-    metrics["benchmarks"] = _benchmark_table(params.get("benchmarks_dir", "results/benchmarks"))
+    metrics["seeds"] = seed_statistics(models, K / d)
+    main = models[main_label]
+    metrics["note_protocol"] = main["note_protocol"]
+    metrics["verdicts"] = all_verdicts(metrics, NOTE)
+    metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
+    metrics["analysis_seconds"] = sum(r["seconds"] for r in metrics["benchmarks"]
+                                      if r["rule"] in ("measure", "fit_projections"))
 
-    html_text = _render(metrics, runs, results, labels, K, K_list, d, spectra, main_res)
+    html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res)
     return html_text, metrics
 
 
@@ -286,14 +233,32 @@ def _training_figure(runs) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for run, info in runs.items():
         log = info["log"]
-        ax.plot(log["tokens"], log["train_loss"], label=f"{run} train", lw=1)
-        if "val_loss" in log and log["val_loss"].notna().any():
-            sel = log[log["val_loss"].notna()]
-            ax.plot(sel["tokens"], sel["val_loss"], "o--", ms=3, label=f"{run} val")
+        sel = log[log["val_loss"].notna()]
+        ax.plot(sel["tokens"], sel["val_loss"], "o-", ms=2, lw=1, label=f"{run} val")
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("cross-entropy (nats)")
+    ax.set_ylabel("validation cross-entropy (nats)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return _figure_to_data_uri(fig)
+
+
+def _ladder_figure(models: dict) -> str:
+    """The loss ladder per model: unigram, interpolated bigram, CE at position 0, validation loss."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    labels = list(models)
+    rungs = [("unigram CE", "unigram_ce"), ("interpolated bigram CE", "bigram_ce"), ("model CE at position 0",
+                                                                                   "ce_pos0"),
+             ("model validation loss", "val_loss")]
+    width = 0.8 / len(rungs)
+    for i, (name, key) in enumerate(rungs):
+        vals = [models[lab]["corrected"]["ladder"].get(key) for lab in labels]
+        ax.bar(np.arange(len(labels)) + i * width, [np.nan if v is None else v for v in vals], width, label=name)
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, fontsize=8)
+    lo = min(m["corrected"]["ladder"]["bigram_ce"] for m in models.values())
+    ax.set_ylim(lo - 0.6, None)
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
     return _figure_to_data_uri(fig)
 
 
@@ -305,7 +270,7 @@ def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
         if sel.empty:
             continue
         ax.plot(sel["K"], sel["share"], "o-", label=label, ms=3)
-        if basis == "random" and "share_sd" in sel:
+        if basis in ("random", "corpus_null") and "share_sd" in sel:
             ax.fill_between(sel["K"], sel["share"] - 2 * sel["share_sd"], sel["share"] + 2 * sel["share_sd"], alpha=0.2)
     ks = np.array(sorted(pooled["K"].unique()))
     if len(ks):
@@ -321,59 +286,78 @@ def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
 def _attention_figure(results, labels) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for lab in labels:
-        att = results[lab]["attention"]
-        by_layer = att.groupby("layer").agg(r=("r", "mean"), null_sd=("null_sd", "mean"))
+        by_layer = results[lab]["attention"].groupby("layer").agg(r=("r", "mean"))
         ax.plot(by_layer.index, by_layer["r"], "o-", ms=3, label=lab)
     main = results[labels[0]]["attention"].groupby("layer")["null_sd"].mean()
     ax.fill_between(main.index, -2 * main.values, 2 * main.values, color="grey", alpha=0.2, label="null ±2 sd (main)")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("layer")
-    ax.set_ylabel("mean head r (QK vs preceding-token stat.)")
+    ax.set_ylabel("mean head r (double-centred QK vs PMI)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _figure_to_data_uri(fig)
 
 
-def _render(metrics, runs, results, labels, K, K_list, d, spectra, main_res) -> str:
+def _gate_rows(gates: dict) -> list[dict]:
+    rows = []
+    for g in gates.values():
+        detail = "; ".join(", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "ok") for row in g["values"])
+        rows.append({"gate": f"{g['name']} {g['title']}", "pass": "pass" if g["passed"] else "FAIL",
+                     "condition": g["rule"], "values": detail})
+    return rows
+
+
+def _render(metrics, runs, results, labels, K, d, spectra, main_res) -> str:
     note = NOTE
-    main = metrics["models"][metrics["main_label"]]
-    corr, notep = main["corrected"], main["note_protocol"]
+    models = metrics["models"]
+    main = models[metrics["main_label"]]
+    notep = metrics["note_protocol"]
     n_layer = metrics["config"]["n_layer"]
+    seeds = metrics["seeds"]
 
     qk_rows = []
-    null_mean, null_sd = notep.get("qk_cosine_null_mean"), notep.get("qk_cosine_null_sd")
+    layer_r = main["corrected"]["attention"]["mean_r_by_layer"]
     for layer in range(max(n_layer, len(note["qk_cosines"]))):
-        ours_note = (notep.get("qk_cosines") or [None] * n_layer)
+        ours_note = notep.get("qk_cosines") or []
         qk_rows.append({
             "layer": f"L{layer}",
             "note's value": note["qk_cosines"][layer] if layer < len(note["qk_cosines"]) else None,
             "ours, note protocol (cos)": ours_note[layer] if layer < len(ours_note) else None,
-            "random-rotation null": (f"{_fmt(null_mean)} ± {_fmt(null_sd)}" if layer < n_layer else "—"),
-            "ours, corrected (mean head r)": (corr["attention_r_by_layer"][layer]
-                                              if layer < len(corr["attention_r_by_layer"]) else None),
+            "random-rotation null": (f"{_fmt(notep.get('qk_cosine_null_mean'))} ± {_fmt(notep.get('qk_cosine_null_sd'))}"
+                                     if layer < n_layer else "—"),
+            "ours, corrected (mean head r)": layer_r[layer] if layer < len(layer_r) else None,
         })
 
-    share = corr["projection_share"]
     source_rows = [
         {"source": f"corpus basis, linear (K={K})", "note's value": note["r2_corpus_linear"],
          "ours, note protocol": notep["r2_linear_all"],
          "ours, note protocol without embeddings": notep["r2_linear_nonembed"],
-         "ours, corrected (projection share, aligned)": share["corpus_aligned"]},
+         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_corpus"])},
+        {"source": "its null (corpus token identities scrambled within frequency bins)", "note's value": None,
+         "ours, note protocol": None, "ours, note protocol without embeddings": None,
+         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_corpus_null"])},
         {"source": "direct (corpus-derived) prediction", "note's value": note["r2_direct"],
          "ours, note protocol": notep["r2_direct"], "ours, note protocol without embeddings": None,
-         "ours, corrected (projection share, aligned)": None},
+         "ours, corrected (share, aligned; mean ± sd over seeds)": None},
         {"source": "random", "note's value": note["r2_random"], "ours, note protocol": notep["r2_random"],
          "ours, note protocol without embeddings": None,
-         "ours, corrected (projection share, aligned)": share["random"]},
+         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_random"])},
+        {"source": "W_E's own PCA", "note's value": None, "ours, note protocol": None,
+         "ours, note protocol without embeddings": None,
+         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_we_pca"])},
         {"source": "weights' own PCA (upper bound)", "note's value": None, "ours, note protocol": None,
          "ours, note protocol without embeddings": None,
-         "ours, corrected (projection share, aligned)": share["own_pca"]},
+         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_own_pca"])},
     ]
 
     sp = metrics["spectra"]
     pr_rows = [
-        {"matrix": "symmetric corpus matrix C + Cᵀ", "note's PR": note["pr_symmetric"], "our PR": sp["pr_symmetric"],
+        {"matrix": "C + Cᵀ, squared eigenvalues", "note's PR": note["pr_symmetric"], "our PR": sp["pr_symmetric"],
          "note's L_opt": note["L_opt"], "our L_opt": sp["L_opt_symmetric"], "actual depth": n_layer},
+        {"matrix": "C + Cᵀ, |eigenvalues| (top-k)", "note's PR": None, "our PR": sp["pr_symmetric_abs"],
+         "note's L_opt": None, "our L_opt": sp["L_opt_symmetric_abs"], "actual depth": n_layer},
+        {"matrix": "C + Cᵀ, signed eigenvalues", "note's PR": None, "our PR": sp["pr_symmetric_signed"],
+         "note's L_opt": None, "our L_opt": None, "actual depth": n_layer},
         {"matrix": "PPMI", "note's PR": None, "our PR": sp["pr_ppmi"], "note's L_opt": None,
          "our L_opt": sp["L_opt_ppmi"], "actual depth": n_layer},
         {"matrix": "Σ_E (corpus covariance)", "note's PR": None, "our PR": sp["pr_sigma_e"], "note's L_opt": None,
@@ -390,64 +374,66 @@ def _render(metrics, runs, results, labels, K, K_list, d, spectra, main_res) -> 
 
     l0_rows = [{"quantity": "|cos| of L0 W_Q's top singular vector with T_proj's leading singular vector",
                 "note's value": note["l0_wq_alignment"], "ours, note protocol": notep["l0_wq_alignment"],
-                "random-direction expectation": notep["l0_wq_alignment_null_mean"],
-                "ours, corrected": "see per-head attention table (coordinate-free)"}]
+                "random-direction expectation": notep["l0_wq_alignment_null_mean"]}]
 
     control_rows = []
     for lab in labels:
-        mm = metrics["models"][lab]
-        c = mm["corrected"]
+        c = models[lab]["corrected"]
+        pc, vm = c["positive_control"], c["vocab_map"]
         control_rows.append({
-            "model": lab,
-            "vocab-map held-out R²": c["vocab_map_heldout_r2"],
+            "model": lab, "val loss": c["ladder"]["val_loss"], "CE pos 0": c["ladder"]["ce_pos0"],
+            "g": c["ladder"]["learned_fraction"],
+            "bigram r": pc["bigram"]["r"], "bigram z": pc["bigram"].get("z"),
+            "unigram r": pc["unigram"]["r"], "direct/full": pc.get("direct_over_full"),
+            "map held-out R²": vm["vocab_map_heldout_r2"], "map null mean": (vm["vocab_map_null"] or {}).get("mean"),
+            "map p": (vm["vocab_map_null"] or {}).get("p"),
+            "Procrustes cos": c["procrustes"]["heldout_cos"], "CKA (debiased)": c["cka"]["debiased"],
             f"share corpus (K={K})": c["projection_share"]["corpus_aligned"],
-            "share random": c["projection_share"]["random"],
-            "share own PCA": c["projection_share"]["own_pca"],
-            "normalised": c["normalised_score"],
-            "normalised ΔW": c["normalised_score_dW"],
-            "positive control r": c["positive_control"].get("r"),
-            "positive control z": c["positive_control"].get("z"),
-            "heads p<0.01": f"{c['attention_heads_significant']}/{c['attention_heads']}",
-            "note R² (all)": mm["note_protocol"]["r2_linear_all"],
+            "share null": c["projection_share"]["corpus_null"], "p vs null": c["projection_share_p_vs_null"],
+            "share W_E PCA": c["projection_share"]["we_pca"],
+            "heads (BH)": f"{c['attention']['significant_bh']}/{c['attention']['heads']}",
         })
 
     proj = main_res["projections"]
-    per_matrix = proj[(proj.K == K) & (proj.target == "W") & proj.basis.isin(["corpus_aligned", "random", "own_pca"])]
-    pm = per_matrix.pivot_table(index=["matrix", "layer"], columns="basis", values="share").reset_index()
-    norm = proj[(proj.K == K) & (proj.target == "W") & (proj.basis == "corpus_aligned")][["matrix", "layer", "normalised"]]
-    pm = pm.merge(norm, on=["matrix", "layer"], how="left")
-    per_matrix_rows = pm.to_dict("records")
-
-    att = main_res["attention"]
-    att_rows = att.to_dict("records")
+    sel = proj[(proj.K == K) & (proj.target == "W") & proj.basis.isin(["corpus_aligned", "corpus_null", "random",
+                                                                        "own_pca"])]
+    pm = sel.pivot_table(index=["matrix", "layer"], columns="basis", values="share").reset_index()
+    extra = proj[(proj.K == K) & (proj.target == "W") & (proj.basis == "corpus_aligned")][
+        ["matrix", "layer", "normalised", "p_vs_null"]]
+    per_matrix_rows = pm.merge(extra, on=["matrix", "layer"], how="left").to_dict("records")
 
     train_rows = []
     for run, info in runs.items():
         s = info["summary"]
         train_rows.append({"run": run, "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
                            "final train loss": s.get("final_train_loss"), "final val loss": s.get("final_val_loss"),
-                           "tokens/s": s.get("tokens_per_s"), "MFU": s.get("mfu"), "device": s.get("device"),
-                           "dtype": s.get("dtype"), "compiled": str(s.get("compiled")),
+                           "tokens/s": s.get("tokens_per_s"), "MFU": s.get("mfu"), "wall s": s.get("elapsed_s"),
+                           "device": s.get("device"), "dtype": s.get("dtype"),
                            "resumed from step": s.get("resumed_from_step")})
 
-    template = jinja2.Template(resources.files("corpus_weights").joinpath("templates/report.html").read_text())
+    template = jinja2.Template(resources.files("corpus_weights").joinpath("templates/report.html").read_text(),
+                               autoescape=True)
     return template.render(
-        m=metrics, note=note, K=K, d=d, fmt=_fmt,
-        verdicts=metrics["verdicts"],
+        m=metrics, note=note, K=K, d=d, fmt=_fmt, verdicts=metrics["verdicts"],
+        gate_table=_table(_gate_rows(metrics["gates"])),
         qk_table=_table(qk_rows), source_table=_table(source_rows), pr_table=_table(pr_rows),
         accounting_table=_table(acc_rows), l0_table=_table(l0_rows), control_table=_table(control_rows),
-        per_matrix_table=_table(per_matrix_rows), attention_table=_table(att_rows),
+        per_matrix_table=_table(per_matrix_rows), attention_table=_table(main_res["attention"].to_dict("records")),
         training_table=_table(train_rows), spectra_table=_table(spectra.to_dict("records")),
         weight_spectra_table=_table(main_res["weight_spectra"].to_dict("records")),
         benchmark_table=_table(metrics["benchmarks"]),
-        training_fig=_training_figure(runs), r2k_fig=_r2k_figure(proj, d, "W"), r2k_dw_fig=_r2k_figure(proj, d, "dW"),
-        attention_fig=_attention_figure(results, labels),
-        alignment=main_res["alignment"], invariance=INVARIANCE_SENTENCE,
+        training_fig=_training_figure(runs), ladder_fig=_ladder_figure(models),
+        r2k_fig=_r2k_figure(proj, d, "W"), r2k_dw_fig=_r2k_figure(proj, d, "dW"),
+        attention_fig=_attention_figure(results, labels), invariance=INVARIANCE_SENTENCE,
     )
 
 
+def _pm(stat: dict) -> str:
+    return pm_text(stat)
+
+
 INVARIANCE_SENTENCE = (
-    "Invariance (tests/test_invariance.py): rotating a model's residual basis by an orthogonal Q that fixes the all-ones "
-    "direction, with LayerNorm weights folded into the next matrices, leaves the logits unchanged (to 1e-4) and every "
-    "corrected-protocol metric unchanged (to 1e-6 relative), while the note protocol's numbers move — they depend on "
-    "an arbitrary choice of coordinates.")
+    "Invariance (tests/test_invariance.py, on the pipeline's own analysis functions): rotating a model's residual basis "
+    "by an orthogonal Q that fixes the all-ones direction, with LayerNorm weights folded into the next matrices, "
+    "leaves the logits unchanged and every corrected-protocol metric unchanged, while the note protocol's numbers "
+    "move — they depend on an arbitrary choice of coordinates.")

@@ -12,6 +12,8 @@ import re
 import numpy as np
 from scipy.special import erf
 
+from .linalg import haar_orthogonal  # noqa: F401  (re-exported: rotations live with the residual-space helpers)
+
 READING = ("W_Q", "W_K", "W_V", "W_in")
 WRITING = ("W_O", "W_out")
 EMBEDDING = ("W_E", "W_pos", "W_U")
@@ -105,13 +107,6 @@ def rotate_residual(weights: dict, Q: np.ndarray, check_folded: bool = True) -> 
         else:
             out[k] = np.array(v, copy=True)
     return out
-
-
-def haar_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
-    """Haar-distributed d x d orthogonal matrix (QR of a Gaussian with sign fix)."""
-    Z = rng.standard_normal((d, d))
-    Qm, R = np.linalg.qr(Z)
-    return Qm * np.sign(np.diag(R))[None, :]
 
 
 def random_rotation_fixing_ones(d: int, rng: np.random.Generator) -> np.ndarray:

@@ -142,3 +142,12 @@ def shuffle_tokens(ids: np.ndarray, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     return rng.permutation(np.asarray(ids))
+
+
+SPECIAL_TOKENS = (UNK_TOKEN, "[PAD]")
+
+
+def special_token_ids(vocab: pd.DataFrame) -> list[int]:
+    """Ids of the special tokens (unknown, padding) in a vocabulary table: excluded from token-space statistics,
+    since their embeddings carry no corpus meaning."""
+    return [int(i) for i in vocab.loc[vocab["token"].isin(SPECIAL_TOKENS), "id"]]

@@ -21,6 +21,7 @@ import torch
 
 from .model import GPT, GPTConfig
 from .residual_space import residual_vectors  # noqa: F401  (the contract helper, one definition)
+from .workflow_io import load_weights_npz, save_weights_npz  # noqa: F401  (weight files need no torch)
 
 _LAYER_MAP = {
     "ln1.w": "ln1.weight",
@@ -69,29 +70,6 @@ def extract_weights(model_or_state_dict, config: GPTConfig | None = None) -> dic
     return out
 
 
-def weights_meta(config: GPTConfig, **extra) -> dict:
-    return {**config.to_dict(), **extra}
-
-
-def save_weights_npz(weights: dict[str, np.ndarray], meta: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
-    os.replace(tmp, path)
-    jpath = path.with_suffix(".json")
-    jpath.write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-
-def load_weights_npz(path) -> tuple[dict[str, np.ndarray], dict]:
-    path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        w = {k: z[k] for k in z.files}
-    jpath = path.with_suffix(".json")
-    meta = json.loads(jpath.read_text()) if jpath.exists() else {}
-    return w, meta
-
-
 def config_metadata(config: GPTConfig, **extra) -> dict[str, str]:
     """Safetensors metadata (str -> str) for a GPTConfig."""
     md = {k: json.dumps(v) for k, v in config.to_dict().items()}
@@ -134,3 +112,12 @@ def load_model_safetensors(path) -> tuple[GPT, GPTConfig]:
     model.load_state_dict(sd)
     model.eval()
     return model, cfg
+
+
+def read_safetensors_step(path) -> int | None:
+    """The training step a safetensors model file was saved at (None for files without it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        md = f.metadata() or {}
+    return json.loads(md["step"]) if "step" in md else None

@@ -54,3 +54,23 @@ def usable_threads(requested: int) -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         available = os.cpu_count() or 1
     return max(1, min(int(requested), available))
+
+
+def save_weights_npz(weights: dict, meta: dict, path) -> None:
+    """Named weight matrices -> ``x.npz`` (float32, no pickle) and their metadata -> ``x.json``, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
+    os.replace(tmp, path)
+    write_json(meta, path.with_suffix(".json"))
+
+
+def load_weights_npz(path) -> tuple[dict, dict]:
+    """(weights, meta) from a file written by :func:`save_weights_npz`; torch is never imported."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        w = {k: z[k] for k in z.files}
+    jpath = path.with_suffix(".json")
+    meta = read_json(jpath) if jpath.exists() else {}
+    return w, meta

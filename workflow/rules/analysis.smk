@@ -1,25 +1,28 @@
-# Measurements on one model snapshot: vocabulary alignment, projection shares per K (K is a wildcard, so adding
-# a K computes only that K), attention vs corpus with nulls, and the note's protocol reproduced literally.
+# Measurements on one model snapshot. `align` fits the corpus -> model map with its nulls and the corpus basis with its
+# basis null (for every K at once); `measure` computes the rest of what is done once per model (loss ladder, positive
+# controls, attention per head, the note's protocol, weight spectra); `fit_projections` is the cheap per-K part (K is a
+# wildcard, so adding a K plans only that K's jobs and the report).
 
 STATS = f"results/corpus_stats/{CORPUS}"
 TOKENS = f"results/tokens/{CORPUS}"
 
 
-rule alignment:
+rule align:
     input:
         weights="results/weights/{run}/{snap}.npz",
         embeddings=f"{STATS}/embeddings.npz",
         covariance=f"{STATS}/covariance.npz",
-        code=lib("alignment", "residual_space", "analysis"),
+        vocab=f"{TOKENS}/vocab.parquet",
+        code=lib("analysis"),
     output:
         npz="results/analysis/{run}/{snap}/alignment.npz",
         json="results/analysis/{run}/{snap}/alignment.json",
     params:
-        analysis=analysis_params(),
+        align=align_params(),
     log:
-        "results/logs/alignment/{run}.{snap}.log",
+        "results/logs/align/{run}.{snap}.log",
     benchmark:
-        "results/benchmarks/alignment/{run}.{snap}.tsv"
+        "results/benchmarks/align/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -27,7 +30,38 @@ rule alignment:
     conda:
         "../envs/corpus-weights.yaml"
     script:
-        "../scripts/alignment.py"
+        "../scripts/align.py"
+
+
+rule measure:
+    input:
+        weights="results/weights/{run}/{snap}.npz",
+        train_log="results/train/{run}/log.parquet",
+        bigrams=f"{STATS}/bigram_counts.npz",
+        embeddings=f"{STATS}/embeddings.npz",
+        ladder=f"{STATS}/ladder.json",
+        val=f"{TOKENS}/val.npy",
+        vocab=f"{TOKENS}/vocab.parquet",
+        code=lib("analysis"),
+    output:
+        summary="results/analysis/{run}/{snap}/summary.json",
+        attention="results/analysis/{run}/{snap}/attention.parquet",
+        weight_spectra="results/analysis/{run}/{snap}/weight_spectra.parquet",
+    params:
+        measure=measure_params(),
+        identity=lambda wildcards: analysed_identity(wildcards.run, wildcards.snap),
+    log:
+        "results/logs/measure/{run}.{snap}.log",
+    benchmark:
+        "results/benchmarks/measure/{run}.{snap}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/measure.py"
 
 
 rule fit_projections:
@@ -37,86 +71,15 @@ rule fit_projections:
         alignment="results/analysis/{run}/{snap}/alignment.npz",
         covariance=f"{STATS}/covariance.npz",
         embeddings=f"{STATS}/embeddings.npz",
-        code=lib("projection", "note_protocol", "residual_space", "analysis"),
+        code=lib("analysis"),
     output:
         table="results/analysis/{run}/{snap}/projection/K{K}.parquet",
     params:
-        analysis=analysis_params(),
+        projection=projection_params(),
     log:
         "results/logs/fit_projections/{run}.{snap}.K{K}.log",
     benchmark:
         "results/benchmarks/fit_projections/{run}.{snap}.K{K}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        "../envs/corpus-weights.yaml"
-    script:
-        "../scripts/fit_projections.py"
-
-
-rule attention:
-    input:
-        weights="results/weights/{run}/{snap}.npz",
-        bigrams=f"{STATS}/bigram_counts.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        code=lib("alignment", "nulls", "residual_space", "analysis"),
-    output:
-        table="results/analysis/{run}/{snap}/attention.parquet",
-        json="results/analysis/{run}/{snap}/attention.json",
-    params:
-        analysis=analysis_params(),
-    log:
-        "results/logs/attention/{run}.{snap}.log",
-    benchmark:
-        "results/benchmarks/attention/{run}.{snap}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=20,
-    conda:
-        "../envs/corpus-weights.yaml"
-    script:
-        "../scripts/attention.py"
-
-
-rule note_protocol:
-    input:
-        weights="results/weights/{run}/{snap}.npz",
-        bigrams=f"{STATS}/bigram_counts.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        covariance=f"{STATS}/covariance.npz",
-        code=lib("note_protocol", "nulls", "analysis"),
-    output:
-        json="results/analysis/{run}/{snap}/note_protocol.json",
-    params:
-        analysis=analysis_params(),
-    log:
-        "results/logs/note_protocol/{run}.{snap}.log",
-    benchmark:
-        "results/benchmarks/note_protocol/{run}.{snap}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        "../envs/corpus-weights.yaml"
-    script:
-        "../scripts/note_protocol.py"
-
-
-rule weight_spectra:
-    input:
-        weights="results/weights/{run}/{snap}.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        code=lib("spectra", "residual_space", "analysis"),
-    output:
-        table="results/analysis/{run}/{snap}/weight_spectra.parquet",
-    log:
-        "results/logs/weight_spectra/{run}.{snap}.log",
-    benchmark:
-        "results/benchmarks/weight_spectra/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -124,4 +87,4 @@ rule weight_spectra:
     conda:
         "../envs/corpus-weights.yaml"
     script:
-        "../scripts/weight_spectra.py"
+        "../scripts/fit_projections.py"

@@ -20,75 +20,103 @@ CONTROLS = config.get("controls", {})
 ANALYSIS = config["analysis"]
 
 
-def config_error(key, message):
-    """Stop before any job runs, naming the offending config key."""
-    raise WorkflowError(f"config error in '{key}': {message}")
+def derived_defaults():
+    """Defaults that follow other keys, filled only where the user left the key unset."""
+    d = MODEL["d_model"]
+    if ANALYSIS.get("top_n") is None:
+        ANALYSIS["top_n"] = min(2000, config["tokenizer"]["vocab_size"])
+    if ANALYSIS.get("headline_K") is None:
+        ANALYSIS["headline_K"] = min((k for k in ANALYSIS["K"] if k < d), key=lambda k: (abs(k - d / 8), k),
+                                     default=ANALYSIS["K"][0])
 
 
 def check_config():
+    """Cross-key checks; every problem is collected and reported in one message."""
+    problems = []
     d = MODEL["d_model"]
     if d % MODEL["n_head"] != 0:
-        config_error("model.n_head", f"d_model={d} must be divisible by n_head={MODEL['n_head']}")
+        problems.append(("model.n_head", f"d_model={d} must be divisible by n_head={MODEL['n_head']}"))
     for k in ANALYSIS["K"]:
         if k >= d:
-            config_error("analysis.K", f"K={k} must be smaller than model.d_model={d}")
+            problems.append(("analysis.K", f"K={k} must be smaller than model.d_model={d}"))
     if ANALYSIS["headline_K"] not in ANALYSIS["K"]:
-        config_error("analysis.headline_K", f"{ANALYSIS['headline_K']} must be one of analysis.K={ANALYSIS['K']}")
+        problems.append(("analysis.headline_K", f"{ANALYSIS['headline_K']} must be one of analysis.K={ANALYSIS['K']}"))
     if ANALYSIS["top_n"] > config["tokenizer"]["vocab_size"]:
-        config_error("analysis.top_n", "must not exceed tokenizer.vocab_size")
+        problems.append(("analysis.top_n", "must not exceed tokenizer.vocab_size"))
     for pattern in config["corpus"]["files"]:
         matches = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
         if not matches:
-            config_error("corpus.files", f"the glob '{pattern}' matches no file (working directory {os.getcwd()})")
+            problems.append(("corpus.files", f"the glob '{pattern}' matches no file (working directory {os.getcwd()})"))
         for path in matches:
             if os.path.getsize(path) == 0:
-                config_error("corpus.files", f"the file '{path}' is empty")
+                problems.append(("corpus.files", f"the file '{path}' is empty"))
+    if problems:
+        raise WorkflowError("config error(s):\n" + "\n".join(f"  in '{key}': {msg}" for key, msg in problems))
 
 
+derived_defaults()
 check_config()
 
 SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN.get("snapshots", [0.0, 0.5, 1.0])})
-MAIN_RUNS = [f"orig-s{s}" for s in TRAIN["seeds"]]
-HEAD_RUN = MAIN_RUNS[0]
 
 
-def control_runs():
-    """Control models trained through the same rules: a second seed and a token-shuffled corpus."""
-    runs = {}
-    seed = CONTROLS.get("seed", 1)
-    if seed is not None and f"orig-s{seed}" not in MAIN_RUNS:
-        runs["second_seed"] = f"orig-s{seed}"
+def run_registry():
+    """Every trained model as data: {run: {data, seed, tokens}}. All runs share the main budget and schedule, so
+    main-vs-control and seed-vs-seed differences are never a difference in training."""
+    runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"]) for seed in TRAIN["seeds"]}
     if CONTROLS.get("shuffled", True):
-        runs["shuffled"] = f"shuffled-s{TRAIN['seeds'][0]}"
+        seed = TRAIN["seeds"][0]
+        runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"])
     return runs
 
 
-CONTROL_RUNS = control_runs()
-ALL_RUNS = MAIN_RUNS + list(CONTROL_RUNS.values())
+def analysed_registry():
+    """Every analysed model snapshot as data: label, run, snapshot, role (main | step0 | shuffled); mains first."""
+    entries = [dict(label=f"main-s{info['seed']}", run=run, snap="snapshot_100", role="main")
+               for run, info in RUNS.items() if info["data"] == "orig"]
+    entries.append(dict(label="step0", run=entries[0]["run"], snap="snapshot_000", role="step0"))
+    entries += [dict(label="shuffled", run=run, snap="snapshot_100", role="shuffled")
+                for run, info in RUNS.items() if info["data"] == "shuffled"]
+    return entries
 
 
-def analysed_models():
-    """(label, run, snapshot) of every model the analysis measures; 'main' first."""
-    models = [(f"main-s{run.split('-s')[1]}", run, "snapshot_100") for run in MAIN_RUNS]
-    models.append(("step0", HEAD_RUN, "snapshot_000"))
-    for label, run in CONTROL_RUNS.items():
-        models.append((label, run, "snapshot_100"))
-    return models
-
-
-ANALYSED = analysed_models()
+RUNS = run_registry()
+ANALYSED = analysed_registry()
 
 
 wildcard_constraints:
     corpus="[A-Za-z0-9_]+",
-    run="(orig|shuffled)-s[0-9]+",
+    run="|".join(RUNS),
     snap="snapshot_[0-9]{3}",
     K="[0-9]+",
 
 
+def _library_imports(module):
+    """Modules of the library that `module` imports (relative imports, read from its source)."""
+    import ast
+
+    path = os.path.join(LIBRARY_DIR, f"{module}.py")
+    tree = ast.parse(open(path).read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
 def lib(*modules):
-    """Library source files a rule depends on (Snakemake only tracks the script file itself)."""
-    return [os.path.join(LIBRARY_DIR, f"{m}.py") for m in modules]
+    """Library source files a rule depends on: the named modules and everything they import, transitively
+    (Snakemake only tracks the script file itself; editing any of these reruns the rule)."""
+    todo, seen = list(modules), set()
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_library_imports(m) - seen)
+    return [os.path.join(LIBRARY_DIR, f"{m}.py") for m in sorted(seen)]
 
 
 def corpus_inputs(wildcards):
@@ -99,49 +127,83 @@ def corpus_inputs(wildcards):
 
 
 def train_tokens(wildcards):
-    name = "train_shuffled.npy" if wildcards.run.startswith("shuffled") else "train.npy"
+    name = "train_shuffled.npy" if RUNS[wildcards.run]["data"] == "shuffled" else "train.npy"
     return f"results/tokens/{CORPUS}/{name}"
-
-
-def run_seed(run):
-    return int(run.split("-s")[1])
-
-
-def token_budget(run):
-    if run in MAIN_RUNS:
-        return TRAIN["tokens"]
-    return CONTROLS.get("tokens") or TRAIN["tokens"]
 
 
 def train_params(wildcards):
     keys = ["batch_size", "lr", "min_lr_frac", "warmup_frac", "weight_decay", "grad_clip", "eval_every",
             "eval_tokens", "checkpoint_every", "device", "compile", "dtype"]
     params = {k: TRAIN[k] for k in keys if k in TRAIN}
-    params["tokens"] = token_budget(wildcards.run)
-    params["seed"] = run_seed(wildcards.run)
+    params["tokens"] = RUNS[wildcards.run]["tokens"]
+    params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]
     return params
 
 
-def analysis_params():
-    return {k: v for k, v in ANALYSIS.items() if k != "K"}
+def measure_params():
+    """Only the analysis keys each rule uses (editing another key does not rerun it)."""
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "headline_K", "seed"]}
+
+
+def align_params():
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "seed"]}
+
+
+def projection_params():
+    return {k: ANALYSIS[k] for k in ["random_draws", "seed"]}
 
 
 def projection_files():
-    return [f"results/analysis/{run}/{snap}/projection/K{k}.parquet"
-            for _, run, snap in ANALYSED for k in ANALYSIS["K"]]
+    return [f"results/analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet" for e in ANALYSED for k in ANALYSIS["K"]]
+
+
+def model_files(entry):
+    base = f"results/analysis/{entry['run']}/{entry['snap']}"
+    return dict(summary=f"{base}/summary.json", alignment=f"{base}/alignment.json",
+                attention=f"{base}/attention.parquet",
+                weight_spectra=f"{base}/weight_spectra.parquet",
+                projections=[f"{base}/projection/K{k}.parquet" for k in ANALYSIS["K"]])
 
 
 def report_inputs(wildcards):
-    per_model = ["alignment.json", "attention.parquet", "attention.json", "note_protocol.json",
-                 "weight_spectra.parquet"]
     return {
         "manifest": f"resources/corpus/{CORPUS}.manifest.json",
         "tokens_meta": f"results/tokens/{CORPUS}/meta.json",
         "spectra": f"results/corpus_stats/{CORPUS}/spectra.parquet",
-        "train_logs": [f"results/train/{run}/log.parquet" for run in ALL_RUNS],
-        "train_summaries": [f"results/train/{run}/summary.json" for run in ALL_RUNS],
+        "train_logs": [f"results/train/{run}/log.parquet" for run in RUNS],
+        "train_summaries": [f"results/train/{run}/summary.json" for run in RUNS],
         "projections": projection_files(),
-        "per_model": [f"results/analysis/{run}/{snap}/{name}" for _, run, snap in ANALYSED for name in per_model],
-        "code": lib("report", "analysis", "note_values") + [os.path.join(LIBRARY_DIR, "templates", "report.html")],
+        "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
+        "code": lib("report", "gates", "verdicts", "note_values", "workflow_io")
+        + [os.path.join(LIBRARY_DIR, "templates", "report.html")],
     }
+
+
+def benchmark_jobs():
+    """(rule, job) of every job whose run time the report lists: this run's jobs only (declared inputs)."""
+    jobs = [("prepare_corpus", CORPUS), ("tokenize", CORPUS), ("corpus_stats", CORPUS), ("corpus_ladder", CORPUS)]
+    if "shuffled" in {info["data"] for info in RUNS.values()}:
+        jobs.append(("shuffle_tokens", CORPUS))
+    jobs += [("train", run) for run in RUNS]
+    snaps = sorted({(e["run"], e["snap"]) for e in ANALYSED})
+    jobs += [("extract_weights", f"{run}.{snap}") for run, snap in snaps]
+    jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure") for run, snap in snaps]
+    jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
+    return jobs
+
+
+def analysed_identity(run, snap):
+    """The registry's facts about one analysed snapshot (label, role, seed, token budget) for its summary."""
+    entry = next((e for e in ANALYSED if e["run"] == run and e["snap"] == snap), None)
+    info = RUNS[run]
+    return dict(label=entry["label"] if entry else f"{run}.{snap}", role=entry["role"] if entry else "other",
+                run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"])
+
+
+def config_hash():
+    """Short hash of the resolved config, shown on the report's run card."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]

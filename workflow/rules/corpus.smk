@@ -100,3 +100,25 @@ rule corpus_stats:
         "../envs/corpus-weights.yaml"
     script:
         "../scripts/corpus_stats.py"
+
+
+rule corpus_ladder:
+    input:
+        train="results/tokens/{corpus}/train.npy",
+        val="results/tokens/{corpus}/val.npy",
+        meta="results/tokens/{corpus}/meta.json",
+        code=lib("loss_ladder"),
+    output:
+        ladder="results/corpus_stats/{corpus}/ladder.json",
+    log:
+        "results/logs/corpus_ladder/{corpus}.log",
+    benchmark:
+        "results/benchmarks/corpus_ladder/{corpus}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/corpus_ladder.py"

@@ -1,4 +1,4 @@
-# The report: every table and figure of the note beside ours, plus metrics.json with every headline number.
+# The report: gates, verdicts, every table and figure of the note beside ours, plus metrics.json.
 
 
 rule report:
@@ -8,11 +8,13 @@ rule report:
         html="results/report.html",
         metrics="results/metrics.json",
     params:
-        models=[{"label": label, "run": run, "snap": snap} for label, run, snap in ANALYSED],
+        models=[{**e, "files": model_files(e)} for e in ANALYSED],
+        runs=list(RUNS),
         K=ANALYSIS["K"],
-        headline_K=ANALYSIS.get("headline_K", 32),
+        headline_K=ANALYSIS["headline_K"],
         config=config,
-        benchmarks_dir="results/benchmarks",
+        config_hash=config_hash(),
+        benchmarks=[f"results/benchmarks/{rule}/{job}.tsv" for rule, job in benchmark_jobs()],
     log:
         "results/logs/report/report.log",
     benchmark:

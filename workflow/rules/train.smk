@@ -6,7 +6,7 @@ rule train:
         train=train_tokens,
         val=f"results/tokens/{CORPUS}/val.npy",
         meta=f"results/tokens/{CORPUS}/meta.json",
-        code=lib("model", "training"),
+        code=lib("training"),
     output:
         final="results/train/{run}/final.safetensors",
         snapshots=expand("results/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
@@ -35,7 +35,7 @@ rule train:
 rule extract_weights:
     input:
         model="results/train/{run}/{snap}.safetensors",
-        code=lib("model", "weights"),
+        code=lib("weights"),
     output:
         weights="results/weights/{run}/{snap}.npz",
         meta="results/weights/{run}/{snap}.json",

@@ -2,18 +2,17 @@
 import numpy as np
 
 from corpus_weights.analysis import projection_table
-from corpus_weights.weights import load_weights_npz
-from corpus_weights.workflow_io import start_log
+from corpus_weights.workflow_io import load_weights_npz, start_log
 
 log = start_log(snakemake.log[0])
-params = snakemake.params.analysis
+params = snakemake.params.projection
 K = int(snakemake.wildcards.K)
 weights, _ = load_weights_npz(snakemake.input.weights)
 init, _ = load_weights_npz(snakemake.input.init)
 alignment = np.load(snakemake.input.alignment)
 cov = np.load(snakemake.input.covariance)
-pi = np.load(snakemake.input.embeddings)["pi"]
-table = projection_table(weights, init, alignment["A"], cov["eigvecs"], cov["mu"], pi, K,
-                         int(params["random_draws"]), int(params["seed"]))
+table = projection_table(weights, init, alignment["basis"], alignment["null_bases"], cov["eigvecs"], cov["mu"],
+                         np.load(snakemake.input.embeddings)["pi"], K, int(params["random_draws"]),
+                         int(params["seed"]))
 table.to_parquet(snakemake.output.table, index=False)
 log.info("K=%d: %d rows", K, len(table))

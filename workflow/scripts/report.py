@@ -5,7 +5,7 @@ from corpus_weights.report import build_report
 from corpus_weights.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
-inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra", "train_logs", "train_summaries"]}
+inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra"]}
 inputs["train_logs"] = list(snakemake.input.train_logs)
 inputs["train_summaries"] = list(snakemake.input.train_summaries)
 html_text, metrics = build_report(inputs, dict(snakemake.params))

@@ -1,0 +1,133 @@
+"""Scale sweep for the default run: tokens/s, validation loss and learned fraction g per candidate shape.
+
+Uses the project's own trainer (corpus_weights.training.train_model) on the default corpus's tokens
+(results/tokens/shakespeare, made by `snakemake results/tokens/shakespeare/meta.json`) and the loss ladder of
+corpus_weights.loss_ladder. Run on a quiet machine (nothing else running): the figures are throughput.
+
+  python benchmarks/scale_sweep.py speed            # ~20 steps per shape: tokens/s at 1 and 2 threads
+  python benchmarks/scale_sweep.py train NAME ...   # full runs of the named candidates (own cosine schedule each)
+
+Results are appended as JSON lines to benchmarks/scale_sweep.jsonl; benchmarks/scale_sweep.md is written from them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from corpus_weights.loss_ladder import corpus_ladder, model_ladder
+from corpus_weights.model import GPT, GPTConfig
+from corpus_weights.training import TrainConfig, build_optimizer, train_model, train_step
+from corpus_weights.weights import extract_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENS = ROOT / "results/tokens/shakespeare"
+OUT = ROOT / "benchmarks/scale_sweep.jsonl"
+V = 15007
+
+# name: (model kwargs, train kwargs)
+CANDIDATES = {
+    "d128-c128-b16": (dict(n_layer=8, d_model=128, n_head=4, context=128), dict(batch_size=16, lr=3e-3)),
+    "d128-c64-b32": (dict(n_layer=8, d_model=128, n_head=4, context=64), dict(batch_size=32, lr=3e-3)),
+    "d96-c64-b32": (dict(n_layer=8, d_model=96, n_head=4, context=64), dict(batch_size=32, lr=4e-3)),
+    "d64-c64-b32": (dict(n_layer=8, d_model=64, n_head=4, context=64), dict(batch_size=32, lr=5e-3)),
+    "d64-c64-b64": (dict(n_layer=8, d_model=64, n_head=4, context=64), dict(batch_size=64, lr=6e-3)),
+    "d128-c32-b64": (dict(n_layer=8, d_model=128, n_head=4, context=32), dict(batch_size=64, lr=3e-3)),
+    "d128-c32-b64-lr5": (dict(n_layer=8, d_model=128, n_head=4, context=32), dict(batch_size=64, lr=5e-3)),
+    "d96-c32-b64": (dict(n_layer=8, d_model=96, n_head=4, context=32), dict(batch_size=64, lr=4e-3)),
+    "d64-c32-b64": (dict(n_layer=8, d_model=64, n_head=4, context=32), dict(batch_size=64, lr=5e-3)),
+    "d256-c128-b16": (dict(n_layer=8, d_model=256, n_head=8, context=128), dict(batch_size=16, lr=2e-3)),
+}
+
+
+def speed(name: str, threads: int, steps: int = 12) -> float:
+    mk, tk = CANDIDATES[name]
+    torch.set_num_threads(threads)
+    data = np.load(TOKENS / "train.npy", mmap_mode="r")
+    cfg = GPTConfig(vocab_size=V, **mk)
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    tc = TrainConfig(tokens=10**9, **tk)
+    opt, params = build_optimizer(model, tc, torch.device("cpu"))
+    ac = torch.autocast(device_type="cpu", enabled=False)
+    for it in range(3):  # warm-up
+        train_step(model, opt, params, data, it, 1000, tc, torch.device("cpu"), ac, tc.batch_size, cfg.context)
+    t0 = time.perf_counter()
+    for it in range(3, 3 + steps):
+        train_step(model, opt, params, data, it, 1000, tc, torch.device("cpu"), ac, tc.batch_size, cfg.context)
+    dt = time.perf_counter() - t0
+    return steps * tc.batch_size * cfg.context / dt
+
+
+def full_run(name: str, tokens: int, ladder: dict) -> dict:
+    mk, tk = CANDIDATES[name]
+    cfg = GPTConfig(vocab_size=V, **mk)
+    tc = TrainConfig(tokens=tokens, eval_every=10**9, eval_tokens=16384, checkpoint_every=0,
+                     snapshot_fracs=[0.0, 1.0], threads=2, compile=False, **tk)
+    val = np.load(TOKENS / "val.npy")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = train_model(cfg, tc, TOKENS / "train.npy", TOKENS / "val.npy", Path(tmp) / "out",
+                              Path(tmp) / "state", log=lambda m: None)
+        wall = time.perf_counter() - t0
+        from corpus_weights.weights import load_model_safetensors
+        model, _ = load_model_safetensors(Path(tmp) / "out/final.safetensors")
+    w = extract_weights(model)
+    lad = model_ladder(w, val, ladder, summary["final_val_loss"])
+    return dict(name=name, tokens=summary["tokens"], wall_s=wall, tokens_per_s=summary["tokens_per_s"],
+                params=summary["params"], **{k: lad[k] for k in ("val_loss", "ce_pos0", "learned_fraction",
+                                                               "unigram_ce", "bigram_ce")})
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    fmt = lambda v: f"{v:,.3f}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_md() -> None:
+    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
+    sp = pd.DataFrame([r for r in rows if r["mode"] == "speed"])
+    tr = pd.DataFrame([r for r in rows if r["mode"] == "train"])
+    lines = ["# Scale sweep (generated by benchmarks/scale_sweep.py from scale_sweep.jsonl)", ""]
+    if not sp.empty:
+        lines += ["## Throughput (train_step, eager fp32, 12 timed steps after 3 warm-up)", "",
+                  markdown_table(sp.pivot_table(index="name", columns="threads", values="tokens_per_s").reset_index()), ""]
+    if not tr.empty:
+        lines += ["## Full runs (own cosine schedule, 2 threads)", "",
+                  markdown_table(tr.drop(columns=["mode"])), ""]
+    (ROOT / "benchmarks/scale_sweep.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str]) -> None:
+    mode = argv[0]
+    with OUT.open("a") as out:
+        if mode == "speed":
+            for name in argv[1:] or CANDIDATES:
+                for threads in (1, 2):
+                    tps = speed(name, threads)
+                    rec = dict(mode="speed", name=name, threads=threads, tokens_per_s=tps)
+                    print(rec, flush=True)
+                    out.write(json.dumps(rec) + "\n")
+        elif mode == "train":
+            ladder = corpus_ladder(np.load(TOKENS / "train.npy"), np.load(TOKENS / "val.npy"), V)
+            print("ladder", {k: ladder[k] for k in ("unigram_ce", "bigram_ce", "bigram_lambda")}, flush=True)
+            for spec in argv[1:]:
+                name, tokens = spec.split("@")
+                rec = dict(mode="train", **full_run(name, int(float(tokens)), ladder))
+                print(rec, flush=True)
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+    write_md()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,17 @@
+"""Entry point of rule align: the corpus -> model map with its nulls, and the corpus basis with its basis null."""
+import numpy as np
+import pandas as pd
+
+from corpus_weights.analysis import align_model
+from corpus_weights.tokenizing import special_token_ids
+from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
+
+log = start_log(snakemake.log[0])
+weights, _ = load_weights_npz(snakemake.input.weights)
+emb, cov = np.load(snakemake.input.embeddings), np.load(snakemake.input.covariance)
+corpus = dict(E_in=emb["E_in"], E_out=emb["E_out"], pi=emb["pi"], eigvecs=cov["eigvecs"],
+              special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
+arrays, summary = align_model(weights, corpus, snakemake.params.align)
+np.savez(snakemake.output.npz, **arrays)
+write_json(summary, snakemake.output.json)
+log.info("vocabulary map: held-out R2 %.4f, null %s", summary["vocab_map_heldout_r2"], summary["vocab_map_null"])
