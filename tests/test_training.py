@@ -91,3 +91,57 @@ def test_divergence_names_step(data, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"at step \d+"):
         run(data, tmp_path, tc(lr=1e30, grad_clip=0.0, warmup_frac=0.0), "nan")
     assert not (tmp_path / "nan" / "final.safetensors").exists()
+
+
+def test_resume_keeps_the_full_log(data, tmp_path, monkeypatch):
+    """After a crash and resume the whole log (every row, every column but timings) equals the uninterrupted run's."""
+    ref, _ = run(data, tmp_path, tc(), "ref")
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "8")
+    with pytest.raises(RuntimeError):
+        run(data, tmp_path, tc(), "x")
+    monkeypatch.delenv("CW_CRASH_AFTER_STEP")
+    out, _ = run(data, tmp_path, tc(), "x")
+    la, lb = pd.read_parquet(ref / "log.parquet"), pd.read_parquet(out / "log.parquet")
+    cols = ["step", "tokens", "train_loss", "val_loss", "lr"]
+    pd.testing.assert_frame_equal(la[cols], lb[cols])
+
+
+def test_changed_hyperparameter_starts_fresh(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "8")
+    with pytest.raises(RuntimeError):
+        run(data, tmp_path, tc(), "x")
+    monkeypatch.delenv("CW_CRASH_AFTER_STEP")
+    lines = []
+    _, s = run(data, tmp_path, tc(lr=1e-3), "x", lines)  # same state dir, different lr: fingerprint differs
+    assert s["resumed_from_step"] == 0
+    assert any("different fingerprint" in line for line in lines)
+
+
+def test_consecutive_steps_draw_different_batches():
+    from corpus_weights.training import sample_offsets
+
+    a = sample_offsets(0, 5, 10_000, 8, 16)
+    assert not np.array_equal(a, sample_offsets(0, 6, 10_000, 8, 16))
+    assert not np.array_equal(a, sample_offsets(1, 5, 10_000, 8, 16))
+    assert np.array_equal(a, sample_offsets(0, 5, 10_000, 8, 16))  # a pure function of (seed, step)
+
+
+def test_divergence_names_the_exact_first_step(data, tmp_path, monkeypatch):
+    import corpus_weights.training as training
+
+    real = training.train_step
+
+    def poisoned(fwd, opt, params, data_, it, *args, **kwargs):
+        loss, lr = real(fwd, opt, params, data_, it, *args, **kwargs)
+        return (loss * float("nan") if it == 6 else loss), lr
+
+    monkeypatch.setattr(training, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"at step 7 \(iteration 6,"):
+        run(data, tmp_path, tc(), "nan7")
+
+
+def test_progress_lines(data, tmp_path):
+    lines = []
+    train_model(MC, tc(), *data, tmp_path / "p", tmp_path / "state_p", log=lines.append, progress_every_s=0.0)
+    progress = [line for line in lines if "tok/s eta" in line]
+    assert progress and all("tokens" in line and "loss" in line for line in progress)

@@ -223,7 +223,7 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     metrics["analysis_seconds"] = sum(r["seconds"] for r in metrics["benchmarks"]
-                                      if r["rule"] in ("measure", "fit_projections"))
+                                      if r["rule"] in ("align", "measure", "fit_projections"))
 
     html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res)
     return html_text, metrics

@@ -318,7 +318,7 @@ def train_step(fwd, opt, params, data, it: int, total_steps: int, cfg: "TrainCon
 
 
 def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path, val_tokens_path,
-                out_dir, state_dir, log=print) -> dict:
+                out_dir, state_dir, log=print, progress_every_s: float = 10.0) -> dict:
     t_start = time.perf_counter()
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     train_tokens_path, val_tokens_path = Path(train_tokens_path), Path(val_tokens_path)
@@ -445,6 +445,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     log_every = max(1, min(train_cfg.eval_every, 50))
     t_int, steps_int = time.perf_counter(), 0
+    t_progress, progress_step = time.perf_counter(), start_step
     model.train()
     for it in range(start_step, total_steps):
         loss, lr = train_step(fwd, opt, params, train_data, it, total_steps, train_cfg, device, autocast, B, C)
@@ -453,6 +454,14 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
         steps_int += 1
         if device.type == "cpu":
             flush()  # cheap on CPU: exact divergence step, nothing is ever saved after a NaN
+        now = time.perf_counter()
+        if now - t_progress >= progress_every_s:  # a line a person can follow, at most every ~10 s
+            flush()
+            rate = (step - progress_step) * tokens_per_step / (now - t_progress)
+            recent = statistics.fmean(interval_losses[-20:]) if interval_losses else float("nan")
+            log(f"[train] step {step}/{total_steps} tokens {step * tokens_per_step:,} loss {recent:.3f} "
+                f"{rate:,.0f} tok/s eta {(total_steps - step) * tokens_per_step / max(rate, 1e-9):.0f}s")
+            t_progress, progress_step = now, step
 
         is_eval = step % train_cfg.eval_every == 0 or step == total_steps
         is_ckpt = train_cfg.checkpoint_every > 0 and step % train_cfg.checkpoint_every == 0 and step < total_steps

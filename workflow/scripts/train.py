@@ -1,4 +1,6 @@
 """Entry point of rule train: one model per (data, seed); resumes from results/.train_state after a kill."""
+import sys
+
 import torch
 
 from corpus_weights.model import GPTConfig
@@ -10,7 +12,15 @@ vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
 model_cfg = GPTConfig(vocab_size=vocab_size, **snakemake.params.model)
 train_cfg = TrainConfig(**snakemake.params.train, threads=usable_threads(snakemake.threads))
 log.info("model %s, training %s, torch %s", model_cfg, train_cfg, torch.__version__)
+
+
+def progress(message: str) -> None:
+    """Training progress goes to the job log and to the console (Snakemake shows the job's original stderr)."""
+    log.info(message)
+    print(f"[{snakemake.wildcards.run}] {message}", file=sys.__stderr__, flush=True)
+
+
 summary = train_model(model_cfg, train_cfg, snakemake.input.train, snakemake.input.val,
                       out_dir=str(snakemake.output.final).rsplit("/", 1)[0], state_dir=snakemake.params.state_dir,
-                      log=log.info)
+                      log=progress)
 log.info("done: %s", summary)
