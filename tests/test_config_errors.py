@@ -16,6 +16,9 @@ from workflow_helpers import make_workdir, snakemake
         ({"tokenizer": {"kind": "sentencepiece"}}, "kind"),
         ({"model": {"n_head": 5}}, "model.n_head"),
         ({"analysis": {"headline_K": 5}}, "analysis.headline_K"),
+        ({"analysis": {"top_n": 500}}, "analysis.top_n"),  # tiny's vocabulary is 300
+        ({"analysis": {"map_null_draws": 50}}, "map_null_draws"),  # p < 0.01 would be unreachable
+        ({"controls": {"seed": 1}}, "controls"),  # removed key: every control runs at the main budget now
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, overrides, expected):
@@ -46,3 +49,36 @@ def test_non_utf8_corpus_names_file(tmp_path):
     output = proc.stdout + proc.stderr
     assert "latin1.txt" in output and "UTF-8" in output, output[-3000:]
     assert not (workdir / "resources/corpus/tiny.txt").exists()
+
+
+def test_all_cross_key_errors_in_one_message(tmp_path):
+    workdir = make_workdir(tmp_path, {"analysis": {"K": [4, 40], "top_n": 500}, "model": {"n_head": 5}})
+    proc = snakemake(workdir, "-n", "results/report.html", timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for key in ("analysis.K", "analysis.top_n", "model.n_head"):
+        assert key in output, (key, output[-3000:])
+
+
+def test_dependent_defaults_follow_the_user_keys(tmp_path):
+    """top_n and headline_K unset: they follow V and d instead of stopping the run."""
+    import yaml
+
+    workdir = make_workdir(tmp_path, {"tokenizer": {"vocab_size": 40}, "analysis": {"K": [2, 4, 6]}})
+    cfg = yaml.safe_load((workdir / "config/test.yaml").read_text())
+    del cfg["analysis"]["top_n"], cfg["analysis"]["headline_K"]
+    (workdir / "config/test.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/report.html", timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_note_scale_config_plans_the_full_dag(tmp_path):
+    """config/note.yaml (the note's architecture) merged over the default plans every rule."""
+    from workflow_helpers import planned_rules
+
+    workdir = make_workdir(tmp_path, base_config="config/config.yaml")
+    planned = planned_rules(workdir, "results/report.html", configfile="config/note.yaml")
+    assert planned["train"] == 3 and planned["fit_projections"] == 4 * 5 and planned["report"] == 1
+    for rule in ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder", "extract_weights", "align",
+                 "measure"):
+        assert planned.get(rule), rule

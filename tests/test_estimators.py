@@ -42,31 +42,22 @@ def test_stratified_halves_split_every_frequency_pair():
     assert top_tokens(np.array([0.1, 0.5, 0.4]), 2, exclude=[1]).tolist() == [2, 0]
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_vocab_map_on_noise_sits_inside_its_null(seed):
-    rng = np.random.default_rng(seed)
-    V, dc, d = 500, 24, 16
-    pi = zipf_pi(V, rng)
-    E = rng.standard_normal((V, dc)) * np.linspace(3, 0.3, dc)
-    W = 0.02 * rng.standard_normal((V, d))  # a model independent of the corpus
-    _, s = vocabulary_alignment(E, W, pi, top_n=400, n_bins=5, n_draws=100, seed=seed)
-    assert s["vocab_map_null"]["p"] > 0.01
-    assert s["vocab_map_heldout_r2"] < 0.05  # ridge with CV: no structure means ~0, not -36 as unregularised lstsq
-    assert s["procrustes_null"]["p"] > 0.01
-    pytest.noise_ps = getattr(pytest, "noise_ps", []) + [s["vocab_map_null"]["p"]]
-
-
-def test_vocab_map_noise_p_values_are_spread():
-    ps = getattr(pytest, "noise_ps", None)
-    if not ps or len(ps) < 4:
-        ps = []
-        for seed in range(4):
-            rng = np.random.default_rng(seed)
-            pi = zipf_pi(500, rng)
-            E = rng.standard_normal((500, 24)) * np.linspace(3, 0.3, 24)
-            W = 0.02 * rng.standard_normal((500, 16))
-            ps.append(vocabulary_alignment(E, W, pi, 400, 5, 100, seed)[1]["vocab_map_null"]["p"])
-    assert max(ps) - min(ps) > 0.2, ps
+def test_vocab_map_and_procrustes_on_noise_are_calibrated():
+    """A model independent of the corpus: over 20 seeds the p-values spread over (0, 1) (mean ≈ 0.5, few below 0.05)
+    and the held-out R² stays ≈ 0 (ridge with CV; unregularised least squares gave −36 to −87 here)."""
+    map_p, proc_p = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        V, dc, d = 400, 24, 16
+        pi = zipf_pi(V, rng)
+        E = rng.standard_normal((V, dc)) * np.linspace(3, 0.3, dc)
+        W = 0.02 * rng.standard_normal((V, d))
+        _, s = vocabulary_alignment(E, W, pi, top_n=300, n_bins=5, n_draws=100, seed=seed)
+        assert s["vocab_map_heldout_r2"] < 0.05
+        map_p.append(s["vocab_map_null"]["p"])
+        proc_p.append(s["procrustes_null"]["p"])
+    for ps in (np.array(map_p), np.array(proc_p)):
+        assert 0.3 < ps.mean() < 0.7 and (ps < 0.05).mean() <= 0.15 and ps.max() - ps.min() > 0.5, ps
 
 
 def test_vocab_map_detects_planted_linear_map():

@@ -9,19 +9,26 @@ from corpus_weights.nulls import (
 
 
 def test_bins_and_permutation():
+    # Zipf-like counts: strata are narrow at the top (equal width) and at the bottom (equal occupancy)
+    counts = np.array([100000, 3000, 2900, 40, 39, 38, 37, 36, 12, 11, 10, 9])
+    bins = log_frequency_bins(counts, 4)
+    assert bins[0] != bins[1]  # the top token is never swapped with one ~30x rarer (equal occupancy would)
+    assert bins[1] == bins[2]  # tokens of nearly equal count share a stratum
+    assert len({bins[i] for i in range(3, 8)}) <= 2 and bins[8] != bins[3]
+    assert (np.diff(bins[np.argsort(counts)]) >= 0).all()  # strata ordered by frequency, 0 = rarest
+    assert bins[np.argmax(counts)] == bins.max() and bins[np.argmin(counts)] == 0
     counts = np.array([1, 1000, 5, 50, 2, 700, 30, 9, 400, 3])
-    bins = log_frequency_bins(counts, 5)
-    assert np.bincount(bins).tolist() == [2] * 5
-    assert bins[np.argmax(counts)] == 4 and bins[np.argmin(counts)] == 0
+    bins = log_frequency_bins(counts, 3)
     rng = np.random.default_rng(0)
     draws = []
     for _ in range(20):
         p = binned_permutation(bins, rng)
         assert sorted(p) == list(range(10)) and (bins[p] == bins).all()
         draws.append(tuple(p))
-    # uniform within bins, not a fixed reshuffle: each pair-bin shows both orders, draws differ
-    assert len(set(draws)) > 10
-    assert all(len({d[i] for d in draws}) == 2 for i in range(10))
+    # uniform within bins, not a fixed reshuffle: draws differ, and each position receives every token of its bin
+    sizes = np.bincount(bins)
+    assert len(set(draws)) > 10 and sizes.max() >= 3
+    assert all(len({d[i] for d in draws}) == sizes[bins[i]] for i in range(10))
 
 
 def test_empirical_and_normal_p():

@@ -42,48 +42,61 @@ def stratified_halves(tokens_by_freq: np.ndarray, seed: int) -> tuple[np.ndarray
     return np.sort(first), np.sort(second)
 
 
-def _ridge_solve(X: np.ndarray, Y: np.ndarray, lam: float) -> np.ndarray:
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
-    return Vt.T @ ((s / (s * s + lam))[:, None] * (U.T @ Y))
+class RidgeFits:
+    """Ridge maps from one design (centred corpus rows of the fit half) to many targets, with λ chosen by k-fold
+    cross-validation: the SVDs of the design and of every fold are computed once, so refitting for another target
+    (a permuted null draw) costs only matrix products."""
 
+    def __init__(self, E: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, folds: int = 5, seed: int = 0,
+                 grid=RIDGE_GRID):
+        E = np.asarray(E, dtype=np.float64)
+        self.fit_idx, self.test_idx, self.grid = fit_idx, test_idx, np.asarray(grid)
+        self.mu_E = E[fit_idx].mean(0)
+        X = E[fit_idx] - self.mu_E
+        self.X_test = E[test_idx] - self.mu_E
+        self.scale = float((X * X).sum() / X.shape[1])
+        self.U, self.s, self.Vt = np.linalg.svd(X, full_matrices=False)
+        fold_of = np.random.default_rng(seed).permutation(len(fit_idx)) % folds
+        self.folds = []
+        for f in range(folds):
+            tr, te = fold_of != f, fold_of == f
+            mx = X[tr].mean(0)
+            U, sv, Vt = np.linalg.svd(X[tr] - mx, full_matrices=False)
+            self.folds.append((tr, te, U, sv, (X[te] - mx) @ Vt.T))
 
-def choose_ridge(X: np.ndarray, Y: np.ndarray, folds: int = 5, seed: int = 0, grid=RIDGE_GRID) -> float:
-    """λ minimising the k-fold cross-validated squared error of the centred ridge fit (X, Y already centred)."""
-    n = X.shape[0]
-    scale = float((X * X).sum() / X.shape[1])
-    fold_of = np.random.default_rng(seed).permutation(n) % folds
-    errors = np.zeros(len(grid))
-    for f in range(folds):
-        tr, te = fold_of != f, fold_of == f
-        mx, my = X[tr].mean(0), Y[tr].mean(0)
-        U, s, Vt = np.linalg.svd(X[tr] - mx, full_matrices=False)
-        UtY = U.T @ (Y[tr] - my)
-        Xte = (X[te] - mx) @ Vt.T
-        for g, alpha in enumerate(grid):
-            lam = alpha * scale
-            pred = Xte @ ((s / (s * s + lam))[:, None] * UtY)
-            errors[g] += ((pred - (Y[te] - my)) ** 2).sum()
-    return float(grid[int(np.argmin(errors))] * scale)
+    def choose_lambda(self, Y: np.ndarray) -> float:
+        """λ minimising the cross-validated squared error for targets Y (rows = fit tokens)."""
+        errors = np.zeros(len(self.grid))
+        for tr, te, U, sv, Xte in self.folds:
+            my = Y[tr].mean(0)
+            UtY = U.T @ (Y[tr] - my)
+            Yte = Y[te] - my
+            for g, alpha in enumerate(self.grid):
+                lam = alpha * self.scale
+                errors[g] += (((Xte * (sv / (sv * sv + lam))) @ UtY - Yte) ** 2).sum()
+        return float(self.grid[int(np.argmin(errors))] * self.scale)
+
+    def fit(self, W: np.ndarray, lam: float | None = None) -> dict:
+        """Map A to the rows of W (all V rows; the fit/test halves are taken from it). Returns dict(A, lam,
+        train_r2, heldout_r2, mu_E, mu_W)."""
+        W = np.asarray(W, dtype=np.float64)
+        mu_W = W[self.fit_idx].mean(0)
+        Y = W[self.fit_idx] - mu_W
+        lam = self.choose_lambda(Y) if lam is None else lam
+        A = self.Vt.T @ ((self.s / (self.s * self.s + lam))[:, None] * (self.U.T @ Y))
+        fitted = (self.U * (self.s * self.s / (self.s * self.s + lam))) @ (self.U.T @ Y)
+        Wt = W[self.test_idx]
+        res = ((self.X_test @ A + mu_W - Wt) ** 2).sum()
+        return dict(A=A, lam=float(lam), mu_E=self.mu_E, mu_W=mu_W,
+                    train_r2=float(1 - ((fitted - Y) ** 2).sum() / (Y * Y).sum()),
+                    heldout_r2=float(1 - res / ((Wt - Wt.mean(0)) ** 2).sum()))
 
 
 def fit_ridge_map(E: np.ndarray, W: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0,
                   lam: float | None = None) -> dict:
-    """Ridge map A (d_c x d) from centred corpus rows to centred model rows, fitted on fit_idx, scored on test_idx.
-
-    Returns dict(A, lam, train_r2, heldout_r2, mu_E, mu_W)."""
-    E = np.asarray(E, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
-    mu_E, mu_W = E[fit_idx].mean(0), W[fit_idx].mean(0)
-    X, Y = E[fit_idx] - mu_E, W[fit_idx] - mu_W
-    if lam is None:
-        lam = choose_ridge(X, Y, seed=seed)
-    A = _ridge_solve(X, Y, lam)
-
-    def r2(idx):
-        pred = (E[idx] - mu_E) @ A + mu_W
-        return float(1 - ((pred - W[idx]) ** 2).sum() / ((W[idx] - W[idx].mean(0)) ** 2).sum())
-
-    return dict(A=A, lam=float(lam), train_r2=r2(fit_idx), heldout_r2=r2(test_idx), mu_E=mu_E, mu_W=mu_W)
+    """Ridge map A (d_c x d) from centred corpus rows to centred model rows, fitted on fit_idx (λ by 5-fold CV
+    unless given), scored on test_idx. Returns dict(A, lam, train_r2, heldout_r2, mu_E, mu_W)."""
+    return RidgeFits(E, fit_idx, test_idx, seed=seed).fit(W, lam)
 
 
 def procrustes_heldout(E: np.ndarray, W: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray) -> dict:
@@ -152,7 +165,8 @@ def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: in
 
     arrays: A, mu_E, mu_W, fit_idx, test_idx, basis (d x d corpus basis), null_bases (basis_draws x d x d).
     summary: held-out/train R² of the ridge map from E (used by the basis), from E_out and from [E, E_out]; its
-    label-permutation null (n_draws refits on E with rows permuted within log-frequency bins); effective sample
+    label-permutation null (n_draws refits, CV included, with the corpus/model pairing permuted within log-frequency
+    bins); effective sample
     size; Procrustes held-out cosine with its null; debiased and plug-in CKA.
     The basis null (basis_draws > 0) permutes all of E's rows within log-frequency bins, refits the map and the
     eigenvectors of Σ_E, and keeps each draw's full corpus basis (so every K can slice it)."""
@@ -161,16 +175,17 @@ def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: in
     pi = np.asarray(pi, dtype=np.float64)
     top = top_tokens(pi, top_n, exclude)
     fit_idx, test_idx = stratified_halves(top, seed)
-    fit = fit_ridge_map(E, W, fit_idx, test_idx, seed=seed)
+    ridge = RidgeFits(E, fit_idx, test_idx, seed=seed)
+    fit = ridge.fit(W)
     rng = np.random.default_rng([seed, 1])
     top_bins = log_frequency_bins(pi[top], n_bins)
     null_r2, null_cos = [], []
-    for _ in range(n_draws):
+    for _ in range(n_draws):  # the pairing of corpus rows and model rows permuted within frequency bins
         p = binned_permutation(top_bins, rng)
-        Ep = E.copy()
-        Ep[top] = E[top[p]]
-        null_r2.append(fit_ridge_map(Ep, W, fit_idx, test_idx, seed=seed)["heldout_r2"])
-        null_cos.append(procrustes_heldout(Ep, W, fit_idx, test_idx)["heldout_cos"])
+        Wp = W.copy()
+        Wp[top] = W[top[p]]
+        null_r2.append(ridge.fit(Wp)["heldout_r2"])  # λ re-chosen by CV for every draw, as for the real fit
+        null_cos.append(procrustes_heldout(E, Wp, fit_idx, test_idx)["heldout_cos"])
     proc = procrustes_heldout(E, W, fit_idx, test_idx)
     summary = dict(
         top_n=int(top.size), n_fit_tokens=int(fit_idx.size), n_heldout_tokens=int(test_idx.size),

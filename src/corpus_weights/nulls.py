@@ -21,15 +21,27 @@ from scipy.special import ndtr
 from .linalg import cosine, row_centre  # noqa: F401  (cosine re-exported for the note protocol)
 
 
-def log_frequency_bins(counts: np.ndarray, n_bins: int = 10) -> np.ndarray:
-    """Equal-occupancy bins of log(count + 1) for the given tokens: int array in [0, n_bins)
-    (bin 0 = rarest).  Ties are broken by position (stable)."""
+def log_frequency_bins(counts: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Frequency strata for permutation nulls: int array in [0, n_strata), 0 = rarest.
+
+    A stratum is the intersection of an equal-occupancy bin and an equal-width bin of log(count + 1) (n_bins each),
+    so every stratum is narrow in frequency at both ends of a Zipf distribution: equal occupancy alone puts the
+    ~40-fold frequency range of the top tokens in one bin (which biased the π-weighted bigram check of untrained
+    models to z ≈ −4 on the default corpus), equal width alone lumps hundreds of rare tokens of different counts
+    together (which let the vocabulary-map null lose the frequency structure a unigram-only model has: its
+    held-out R² then "beat" a null of 0.03 with 0.31; with strata the null is 0.30)."""
     c = np.log1p(np.asarray(counts, dtype=np.float64))
     n = c.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     order = np.argsort(c, kind="stable")
-    bins = np.empty(n, dtype=np.int64)
-    bins[order] = (np.arange(n) * n_bins) // n
-    return bins
+    occupancy = np.empty(n, dtype=np.int64)
+    occupancy[order] = (np.arange(n) * n_bins) // n
+    lo, hi = c.min(), c.max()
+    width = (np.zeros(n, dtype=np.int64) if hi <= lo
+             else np.minimum(((c - lo) / (hi - lo) * n_bins).astype(np.int64), n_bins - 1))
+    _, strata = np.unique(occupancy * (n_bins + 1) + width, return_inverse=True)
+    return strata.astype(np.int64)
 
 
 def binned_permutation(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:

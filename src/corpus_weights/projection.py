@@ -112,6 +112,8 @@ def _shares_from_gram(G: np.ndarray, Bs: np.ndarray) -> np.ndarray:
     n, d, K = Bs.shape
     flat = Bs.transpose(1, 0, 2).reshape(d, n * K)  # one GEMM for all draws
     GB = G @ flat
+    if tot <= 0:  # an all-zero matrix (e.g. ΔW of an untrained snapshot) has no share
+        return np.full(n, np.nan)
     return (GB * flat).reshape(d, n, K).sum(axis=(0, 2)) / tot
 
 

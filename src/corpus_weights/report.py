@@ -95,6 +95,7 @@ def model_metrics(res: dict, K: int) -> dict:
         "projection_share": {b: _share(proj, K, b) for b in bases},
         "projection_share_sd": {b: _share(proj, K, b, column="share_sd") for b in ["corpus_null", "random"]},
         "projection_share_p_vs_null": _share(proj, K, "corpus_aligned", column="p_vs_null"),
+        "basis_null_draws": int(_share(proj, K, "corpus_null", column="n_draws") or 0),
         "normalised_score": _share(proj, K, "corpus_aligned", column="normalised"),
         "normalised_score_null": _share(proj, K, "corpus_null", column="normalised"),
         "projection_share_dW": {b: _share(proj, K, b, target="dW") for b in bases},
@@ -151,6 +152,14 @@ def seed_statistics(models: dict, K_over_d: float) -> dict:
         out[key] = {"mean": mean, "sd": sd, "n_seeds": len(mains)}
     ps = [mm["corrected"]["projection_share_p_vs_null"] for mm in mains]
     out["p_vs_null_max"] = max(ps) if ps and all(p is not None for p in ps) else None
+    zs = []
+    for mm in mains:
+        c = mm["corrected"]
+        share, null, sd = (c["projection_share"]["corpus_aligned"], c["projection_share"]["corpus_null"],
+                           c["projection_share_sd"]["corpus_null"])
+        zs.append((share - null) / sd if None not in (share, null, sd) and sd > 0 else None)
+    out["z_vs_null_min"] = min(zs) if zs and all(z is not None for z in zs) else None
+    out["null_draws"] = min((mm["corrected"]["basis_null_draws"] for mm in mains), default=0)
     return out
 
 
