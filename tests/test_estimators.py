@@ -258,3 +258,28 @@ def test_next_token_logprob_orientation():
     assert np.isclose(np.exp(L[0, 1]), 1.0, atol=1e-6)  # after token 0 always token 1
     P = preceding_token_statistic(C, top, kind="logprob", smoothing=1e-9)
     assert np.isclose(np.exp(P[1, 0]), 1.0, atol=1e-6)  # before token 1 always token 0
+
+
+def test_ridge_cv_choice_matches_brute_force():
+    """The closed-form CV error of RidgeFits.choose_lambda equals refitting ridge on every fold for every λ."""
+    from corpus_weights.alignment import RidgeFits
+
+    rng = np.random.default_rng(12)
+    E = rng.standard_normal((200, 10)) * np.linspace(3, 0.2, 10)
+    W = E @ rng.standard_normal((10, 6)) + 2.0 * rng.standard_normal((200, 6))
+    fit, test = stratified_halves(np.arange(200), 0)
+    ridge = RidgeFits(E, fit, test, folds=5, seed=3)
+    X, Y = E[fit] - E[fit].mean(0), W[fit] - W[fit].mean(0)
+    fold_of = np.random.default_rng(3).permutation(len(fit)) % 5
+    brute = []
+    for alpha in ridge.grid:
+        lam, err = alpha * ridge.scale, 0.0
+        for f in range(5):
+            tr, te = fold_of != f, fold_of == f
+            mx, my = X[tr].mean(0), Y[tr].mean(0)
+            Xc = X[tr] - mx
+            A = np.linalg.solve(Xc.T @ Xc + lam * np.eye(10), Xc.T @ (Y[tr] - my))
+            err += (((X[te] - mx) @ A - (Y[te] - my)) ** 2).sum()
+        brute.append(err)
+    assert np.isclose(ridge.choose_lambda(Y), ridge.grid[int(np.argmin(brute))] * ridge.scale)
+    assert ridge.grid[0] < ridge.choose_lambda(Y) / ridge.scale < ridge.grid[-1]  # an interior optimum here

@@ -4,7 +4,7 @@ protocol's numbers move."""
 import numpy as np
 import scipy.sparse as sp
 
-from corpus_weights.analysis import align_model, measure_model, projection_table
+from corpus_weights.analysis import align_model, attention_model, measure_model, projection_table
 from corpus_weights.attention import attention_vs_corpus
 from corpus_weights.loss_ladder import corpus_ladder
 from corpus_weights.note_protocol import note_basis, note_projection_r2, note_qk_cosines
@@ -42,7 +42,8 @@ def corrected(w, init, C, pi, E, E_out, rng_seed=0):
     corpus = corpus_dict(C, pi, E, E_out)
     ids = np.random.default_rng(rng_seed).integers(0, V, 600)
     ladder = corpus_ladder(ids[:500], ids[500:], V)
-    out = measure_model(w, corpus, ladder, ids[500:], 5.0, H, PARAMS)
+    out = measure_model(w, corpus, ladder, ids[500:], 5.0, PARAMS)
+    out["attention"], _ = attention_model(w, corpus, H, PARAMS)
     arrays, out["alignment"] = align_model(w, corpus, PARAMS)
     t = projection_table(w, init, arrays["basis"], arrays["null_bases"],
                          corpus["eigvecs"], corpus["mu"], pi, K, random_draws=0, seed=0)

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "slurm"
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 NEEDED = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel"]
-RUN_TIMEOUT = 1800  # 42 SLURM jobs of ~15 s each (mostly Python start-up); 15 min on a busy 2-core machine
+RUN_TIMEOUT = 1800  # 30 SLURM jobs of ~15 s each (mostly Python start-up); 15 min on a busy 2-core machine
 FAIL_TIMEOUT = 300
 # Extra options for this test cluster only (no slurmdbd): see profiles/slurm/config.yaml.
 TEST_CLUSTER_ARGS = [

@@ -112,7 +112,7 @@ def test_changing_permutations_reruns_only_the_jobs_that_use_it(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"permutations": 100}}, name="test.yaml")
-    assert set(planned) == {"measure", "report"}, planned
+    assert set(planned) == {"measure", "attention", "report"}, planned
 
 
 def test_training_hyperparameter_reruns_train_not_corpus(finished_run):

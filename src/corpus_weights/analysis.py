@@ -1,9 +1,9 @@
 """Per-model measurements as plain functions of loaded artifacts (what the analysis rules compute).
 
 `align_model` fits the corpus -> model map with its nulls and the corpus basis with its basis null (for every K at
-once); `measure_model` runs the rest of what is computed once per model snapshot — the loss ladder, the positive
-controls, attention per head, the note's protocol and the weight spectra. `projection_table` is the cheap per-K part:
-it only slices bases. Each is one rule, so a parameter reruns only the rule that uses it.
+once); `measure_model` computes the loss ladder, the positive controls, the note's protocol and the weight spectra;
+`attention_model` tests every head against the corpus. `projection_table` is the cheap per-K part: it only slices
+bases. Each is one rule, so a parameter reruns only the rules that use it.
 
 The corrected protocol runs on LayerNorm-folded weights (so that it is invariant to function-preserving rotations of
 the residual basis); the note protocol runs on the raw weights, as the note would have.
@@ -36,25 +36,37 @@ def align_model(weights: dict, corpus: dict, params: dict) -> tuple[dict, dict]:
         E_out=corpus["E_out"], eigvecs=corpus["eigvecs"], basis_draws=int(params["basis_null_draws"]))
 
 
+def _top_and_bins(corpus: dict, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The top-N tokens (special tokens excluded) and their frequency strata, shared by every token-space test."""
+    C = corpus["counts"]
+    top = top_tokens(corpus["pi"], int(params["top_n"]), corpus.get("special", ()))
+    return top, log_frequency_bins(np.asarray(C.sum(axis=1)).ravel()[top], int(params["freq_bins"]))
+
+
 def measure_model(weights: dict, corpus: dict, ladder: dict, val_ids: np.ndarray, val_loss: float | None,
-                  n_head: int, params: dict) -> dict:
-    """The other once-per-model measurements. corpus: counts (sparse C), E_in, E_out, pi, special (token ids
-    excluded from token-space statistics). params: top_n, freq_bins, permutations, headline_K, seed.
-    Returns {ladder, controls, attention (frame), attention_summary, note_protocol, weight_spectra (frame)}."""
+                  params: dict) -> dict:
+    """The loss ladder, the positive controls, the note's protocol and the weight spectra of one model.
+    corpus: counts (sparse C), E_in, E_out, pi, special (token ids excluded from token-space statistics).
+    params: top_n, freq_bins, permutations, headline_K, seed."""
     folded = fold_layernorm(weights)
-    pi, C = corpus["pi"], corpus["counts"]
-    seed, n_bins = int(params["seed"]), int(params["freq_bins"])
-    top = top_tokens(pi, int(params["top_n"]), corpus.get("special", ()))
-    bins = log_frequency_bins(np.asarray(C.sum(axis=1)).ravel()[top], n_bins)
-    attention = attention_vs_corpus(folded, C, top, n_head, bins=bins, n_draws=int(params["permutations"]), seed=seed)
+    pi, C, seed = corpus["pi"], corpus["counts"], int(params["seed"])
+    top, bins = _top_and_bins(corpus, params)
     return dict(
         ladder=model_ladder(weights, val_ids, ladder, val_loss),
         controls=positive_controls(folded, C, pi, top, bins, int(params["permutations"]), seed),
-        attention=attention, attention_summary=attention_summary(attention),
         note_protocol=note_protocol_summary(weights, C, corpus["E_in"], corpus["E_out"], pi,
                                             int(params["headline_K"]), int(params["permutations"]), seed),
         weight_spectra=weight_spectra(weights, pi),
     )
+
+
+def attention_model(weights: dict, corpus: dict, n_head: int, params: dict) -> tuple[pd.DataFrame, dict]:
+    """Attention per head against the preceding-token PMI (params: top_n, freq_bins, permutations, seed).
+    Returns (per-head table, summary)."""
+    top, bins = _top_and_bins(corpus, params)
+    table = attention_vs_corpus(fold_layernorm(weights), corpus["counts"], top, n_head, bins=bins,
+                                n_draws=int(params["permutations"]), seed=int(params["seed"]))
+    return table, attention_summary(table)
 
 
 def attention_summary(table: pd.DataFrame) -> dict:

@@ -65,6 +65,7 @@ def load_model_results(files: dict) -> dict:
     return {
         "summary": read_json(files["summary"]),
         "alignment": read_json(files["alignment"]),
+        "attention_summary": read_json(files["attention_summary"]),
         "attention": pd.read_parquet(files["attention"]),
         "weight_spectra": pd.read_parquet(files["weight_spectra"]),
         "projections": pd.concat([pd.read_parquet(p) for p in files["projections"]], ignore_index=True),
@@ -100,7 +101,7 @@ def model_metrics(res: dict, K: int) -> dict:
         "normalised_score_null": _share(proj, K, "corpus_null", column="normalised"),
         "projection_share_dW": {b: _share(proj, K, b, target="dW") for b in bases},
         "normalised_score_dW": _share(proj, K, "corpus_aligned", target="dW", column="normalised"),
-        "attention": summ["attention_summary"],
+        "attention": res["attention_summary"],
     }
     return {"label": summ["label"], "role": summ["role"], "seed": summ["seed"], "run": summ["run"],
             "tokens": summ["tokens"], "corrected": corrected, "note_protocol": note_protocol_metrics(summ, proj, K)}
@@ -232,7 +233,7 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     metrics["analysis_seconds"] = sum(r["seconds"] for r in metrics["benchmarks"]
-                                      if r["rule"] in ("align", "measure", "fit_projections"))
+                                      if r["rule"] in ("align", "measure", "attention", "fit_projections"))
 
     html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res)
     return html_text, metrics

@@ -1,7 +1,7 @@
 # Measurements on one model snapshot. `align` fits the corpus -> model map with its nulls and the corpus basis with its
-# basis null (for every K at once); `measure` computes the rest of what is done once per model (loss ladder, positive
-# controls, attention per head, the note's protocol, weight spectra); `fit_projections` is the cheap per-K part (K is a
-# wildcard, so adding a K plans only that K's jobs and the report).
+# basis null (for every K at once); `measure` computes the loss ladder, the positive controls, the note's protocol and
+# the weight spectra; `attention` tests every head; `fit_projections` is the cheap per-K part (K is a wildcard, so
+# adding a K plans only that K's jobs and the report).
 
 STATS = f"results/corpus_stats/{CORPUS}"
 TOKENS = f"results/tokens/{CORPUS}"
@@ -45,7 +45,6 @@ rule measure:
         code=lib("analysis"),
     output:
         summary="results/analysis/{run}/{snap}/summary.json",
-        attention="results/analysis/{run}/{snap}/attention.parquet",
         weight_spectra="results/analysis/{run}/{snap}/weight_spectra.parquet",
     params:
         measure=measure_params(),
@@ -62,6 +61,32 @@ rule measure:
         "../envs/corpus-weights.yaml"
     script:
         "../scripts/measure.py"
+
+
+rule attention:
+    input:
+        weights="results/weights/{run}/{snap}.npz",
+        bigrams=f"{STATS}/bigram_counts.npz",
+        embeddings=f"{STATS}/embeddings.npz",
+        vocab=f"{TOKENS}/vocab.parquet",
+        code=lib("analysis"),
+    output:
+        table="results/analysis/{run}/{snap}/attention.parquet",
+        json="results/analysis/{run}/{snap}/attention.json",
+    params:
+        attention=attention_params(),
+    log:
+        "results/logs/attention/{run}.{snap}.log",
+    benchmark:
+        "results/benchmarks/attention/{run}.{snap}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/attention.py"
 
 
 rule fit_projections:

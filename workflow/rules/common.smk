@@ -146,6 +146,10 @@ def measure_params():
     return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "headline_K", "seed"]}
 
 
+def attention_params():
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed"]}
+
+
 def align_params():
     return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "seed"]}
 
@@ -161,7 +165,7 @@ def projection_files():
 def model_files(entry):
     base = f"results/analysis/{entry['run']}/{entry['snap']}"
     return dict(summary=f"{base}/summary.json", alignment=f"{base}/alignment.json",
-                attention=f"{base}/attention.parquet",
+                attention=f"{base}/attention.parquet", attention_summary=f"{base}/attention.json",
                 weight_spectra=f"{base}/weight_spectra.parquet",
                 projections=[f"{base}/projection/K{k}.parquet" for k in ANALYSIS["K"]])
 
@@ -188,7 +192,7 @@ def benchmark_jobs():
     jobs += [("train", run) for run in RUNS]
     snaps = sorted({(e["run"], e["snap"]) for e in ANALYSED})
     jobs += [("extract_weights", f"{run}.{snap}") for run, snap in snaps]
-    jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure") for run, snap in snaps]
+    jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure", "attention") for run, snap in snaps]
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
     return jobs
 

@@ -1,4 +1,4 @@
-"""Entry point of rule measure: ladder, controls, attention, note protocol, spectra of one snapshot."""
+"""Entry point of rule measure: loss ladder, positive controls, note protocol, weight spectra of one snapshot."""
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -16,10 +16,9 @@ train_log = pd.read_parquet(snakemake.input.train_log)
 at_step = train_log[train_log["step"] == meta.get("step", -1)]["val_loss"].dropna()
 val_loss = float(at_step.iloc[-1]) if len(at_step) else None
 out = measure_model(weights, corpus, read_json(snakemake.input.ladder), np.load(snakemake.input.val), val_loss,
-                    int(meta["n_head"]), snakemake.params.measure)
-out["attention"].to_parquet(snakemake.output.attention, index=False)
+                    snakemake.params.measure)
 out["weight_spectra"].to_parquet(snakemake.output.weight_spectra, index=False)
 summary = {**snakemake.params.identity, "step": meta.get("step"),
-           **{k: out[k] for k in ("ladder", "controls", "attention_summary", "note_protocol")}}
+           **{k: out[k] for k in ("ladder", "controls", "note_protocol")}}
 write_json(summary, snakemake.output.summary)
 log.info("ladder %s; bigram control %s", out["ladder"], out["controls"]["bigram"])

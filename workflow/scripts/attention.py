@@ -1,0 +1,17 @@
+"""Entry point of rule attention: every head's token-space QK against the preceding-token PMI, with its null."""
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from corpus_weights.analysis import attention_model
+from corpus_weights.tokenizing import special_token_ids
+from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
+
+log = start_log(snakemake.log[0])
+weights, meta = load_weights_npz(snakemake.input.weights)
+corpus = dict(counts=sp.load_npz(snakemake.input.bigrams), pi=np.load(snakemake.input.embeddings)["pi"],
+              special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
+table, summary = attention_model(weights, corpus, int(meta["n_head"]), snakemake.params.attention)
+table.to_parquet(snakemake.output.table, index=False)
+write_json(summary, snakemake.output.json)
+log.info("attention: %s", summary)
