@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report test test-slurm bench clean-results
+.PHONY: report test test-slurm bench mutants clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,3 +29,7 @@ bench: $(STAMP)
 
 clean-results:
 	rm -rf results .snakemake
+
+# Deliberate single bugs checked against the tests that must catch them (tests/mutants.py; a few minutes).
+mutants: $(STAMP)
+	$(BIN)/python tests/mutants.py

@@ -62,8 +62,8 @@ MUTANTS = {
                                         "tests/test_loss_ladder.py"),
     "map null keeps the pairing": (LIB + "alignment.py", "Wp[top] = W[top[p]]", "Wp[top] = W[top]",
                                    "tests/test_estimators.py"),
-    "ridge lambda never chosen": (LIB + "alignment.py", "return float(self.grid[int(np.argmin(errors))] * self.scale)",
-                                  "return float(self.grid[0] * self.scale)", "tests/test_estimators.py"),
+    "ridge lambda never chosen": (LIB + "alignment.py", "return float(lams[int(np.argmin(errors))])",
+                                  "return float(lams[0])", "tests/test_estimators.py"),
     "basis null from the real embedding": (LIB + "alignment.py", "Ep = E[binned_permutation(bins, rng)]", "Ep = E",
                                            "tests/test_estimators.py"),
 }

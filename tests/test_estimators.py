@@ -246,8 +246,9 @@ def test_benjamini_hochberg_planted():
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
     # thresholds q k / m with q = 0.05, m = 10: 0.005, 0.010, 0.015, ...: only the first two pass
     assert benjamini_hochberg(p, 0.05).tolist() == [True, True] + [False] * 8
-    # step-up: a later p under its threshold rescues earlier ones above theirs
-    assert benjamini_hochberg(np.array([0.02, 0.021, 0.022, 0.023]), 0.1).all()
+    # step-up: a later p under its threshold (0.035 <= 0.05) rescues an earlier one above its own (0.03 > 0.025)
+    assert benjamini_hochberg(np.array([0.03, 0.035]), 0.05).all()
+    assert benjamini_hochberg(np.array([0.035, 0.03]), 0.05).all()
     assert not benjamini_hochberg(np.array([0.5, 0.6]), 0.05).any()
 
 
