@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report test test-slurm bench mutants clean-results
+.PHONY: report test test-slurm bench bench-analysis sweep mutants clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,17 @@ test-slurm: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
+
+# Single-threaded cost of each analysis job on the default run's artifacts (after `make report`).
+bench-analysis: $(STAMP)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/bench_analysis.py
+
+# The default-scale sweep (tokens/s, validation loss, learned fraction per candidate; benchmarks/scale_sweep.md).
+sweep: $(STAMP)
+	$(BIN)/snakemake --cores 2 results/tokens/shakespeare/meta.json
+	$(BIN)/python benchmarks/scale_sweep.py speed
+	$(BIN)/python benchmarks/scale_sweep.py train d128-c64-b32@600000 d96-c64-b32@750000 d96-c32-b64@750000 \
+		d128-c32-b64-lr5@600000 d64-c32-b64@900000
 
 clean-results:
 	rm -rf results .snakemake

@@ -215,12 +215,17 @@ def _attention_model(rng, C, top, V, d, n_head, planted):
     return w
 
 
+def _markov_tokens(rng, V):
+    """A Markov corpus, its tokens by frequency and their frequency strata."""
+    C, pi, _ = markov_corpus(rng, V=V)
+    top = np.argsort(-pi, kind="stable")
+    return C, top, log_frequency_bins(np.asarray(C.sum(1)).ravel()[top], 4)
+
+
 def test_attention_heads_on_noise_are_not_significant():
     rng = np.random.default_rng(8)
     V, d = 40, 64
-    C, pi, _ = markov_corpus(rng, V=V)
-    top = np.argsort(-pi, kind="stable")
-    bins = log_frequency_bins(np.asarray(C.sum(1)).ravel()[top], 4)
+    C, top, bins = _markov_tokens(rng, V)
     w = _attention_model(rng, C, top, V, d, 4, planted=False)
     for i in range(1, 4):  # more layers of noise heads
         w[f"L{i}.W_Q"], w[f"L{i}.W_K"], w[f"L{i}.ln1.w"] = (rng.standard_normal((d, d)),
@@ -233,9 +238,7 @@ def test_attention_heads_on_noise_are_not_significant():
 def test_attention_detects_a_planted_head_and_only_that_head():
     rng = np.random.default_rng(9)
     V, d = 40, 128
-    C, pi, _ = markov_corpus(rng, V=V)
-    top = np.argsort(-pi, kind="stable")
-    bins = log_frequency_bins(np.asarray(C.sum(1)).ravel()[top], 4)
+    C, top, bins = _markov_tokens(rng, V)
     w = _attention_model(rng, C, top, V, d, 2, planted=True)
     df = attention_vs_corpus(w, C, top, n_head=2, bins=bins, n_draws=200, seed=0)
     assert df.loc[0, "r"] > 0.9 and df.loc[0, "z"] > 5 and bool(df.loc[0, "significant_bh"])

@@ -25,6 +25,7 @@ from .note_values import NOTE  # noqa: E402
 from .verdicts import all_verdicts, fmt as _fmt, pm as pm_text  # noqa: E402
 from .workflow_io import read_json  # noqa: E402
 
+ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
 BASIS_LABELS = {
     "corpus_aligned": "corpus basis, aligned through the vocabulary",
     "corpus_null": "its null: corpus token identities scrambled (±2 sd)",
@@ -125,6 +126,7 @@ def _benchmark_table(paths: list[str]) -> list[dict]:
             continue
         rows.append({"rule": os.path.basename(os.path.dirname(path)),
                      "job": os.path.basename(path)[:-4], "seconds": float(frame["s"].iloc[0]),
+                     "cpu_seconds": float(frame["cpu_time"].iloc[0]) if "cpu_time" in frame else None,
                      "max_rss_mb": float(frame["max_rss"].iloc[0]) if "max_rss" in frame else None})
     return rows
 
@@ -232,8 +234,9 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     metrics["note_protocol"] = main["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
-    metrics["analysis_seconds"] = sum(r["seconds"] for r in metrics["benchmarks"]
-                                      if r["rule"] in ("align", "measure", "attention", "fit_projections"))
+    analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
+    metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
+                           "summed_wall_seconds": sum(r["seconds"] for r in analysis)}
 
     html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res)
     return html_text, metrics
