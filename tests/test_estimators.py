@@ -243,6 +243,10 @@ def test_attention_detects_a_planted_head_and_only_that_head():
     df = attention_vs_corpus(w, C, top, n_head=2, bins=bins, n_draws=200, seed=0)
     assert df.loc[0, "r"] > 0.9 and df.loc[0, "z"] > 5 and bool(df.loc[0, "significant_bh"])
     assert not bool(df.loc[1, "significant_bh"])
+    dh = d // 2
+    w["L0.W_K"][:dh] *= -1  # a head attending *away* from likely predecessors is structure too (two-sided)
+    df = attention_vs_corpus(w, C, top, n_head=2, bins=bins, n_draws=200, seed=0)
+    assert df.loc[0, "z"] < -5 and bool(df.loc[0, "significant_bh"]) and not bool(df.loc[1, "significant_bh"])
 
 
 def test_benjamini_hochberg_planted():

@@ -37,6 +37,8 @@ def test_report_and_metrics(finished_run):
     # Training really happened: the loss fell from about log(V).
     assert metrics["training"]["orig-s0"]["final_train_loss"] < np.log(metrics["config"]["vocab_size"])
     assert metrics["training"]["orig-s0"]["wall_s"] > 0
+    # text never becomes markup: "<" in a gate's rule is escaped, not a tag
+    assert "|z| &lt; 3.0" in html and "|z| < 3.0" not in html
 
 
 def test_gates_computed_and_a_failing_gate_withholds(finished_run):
@@ -140,3 +142,40 @@ def test_killed_training_resumes_bit_identical(finished_run, tmp_path):
     assert reference.keys() == again.keys()
     for key in reference:
         assert np.array_equal(reference[key], again[key]), key
+
+
+def test_report_in_a_real_browser(finished_run):
+    """Headless Chromium opens the tiny run's report from file://: no console errors, no network request, every
+    image decoded, gates and verdict cards on the first screen, no horizontal overflow at phone width."""
+    import os
+
+    import browser
+
+    if not browser.available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium/chromedriver missing: .ci/run installs them (apt-get install chromium chromium-driver)")
+        pytest.skip("chromium/chromedriver not installed")
+    shot = finished_run / "results/report_screenshot.png"
+    page = browser.inspect(finished_run / "results/report.html", shot, width=1400, height=900)
+    assert page["console_errors"] == [] and page["network_requests"] == [], page
+    assert page["images"] and all(complete and width > 0 for complete, width in page["images"]), page["images"]
+    assert page["gate_panel_bottom"] < page["viewport"][1], page  # the gate panel is on the first screen
+    assert page["verdict_cards"] == 5 and page["verdict_cards_in_first_screen"] >= 1, page
+    assert page["phone_overflow_px"] <= 0, page
+    assert shot.stat().st_size > 10_000
+
+
+def test_report_files_and_snakemake_report(finished_run):
+    """The figures and full tables are files next to the page, and Snakemake's own report collects them."""
+    files = finished_run / "results/report_files"
+    assert {p.name for p in files.glob("*.png")} >= {"loss_ladder.png", "r2k.png", "head_heatmap.png"}
+    html = (finished_run / "results/report.html").read_text()
+    for csv in ("per_matrix", "per_head", "weight_spectra", "runtimes"):
+        assert (files / f"{csv}.csv").stat().st_size > 0 and f"report_files/{csv}.csv" in html
+    proc = snakemake(finished_run, "--report", "results/snakemake-report.zip", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import zipfile
+
+    with zipfile.ZipFile(finished_run / "results/snakemake-report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("loss_ladder.png") for n in names) and any(n.endswith("report.html") for n in names)

@@ -70,12 +70,15 @@ def attention_model(weights: dict, corpus: dict, n_head: int, params: dict) -> t
 
 
 def attention_summary(table: pd.DataFrame) -> dict:
-    return dict(heads=int(len(table)), significant_bh=int(table["significant_bh"].sum()),
+    sig = table["significant_bh"].astype(bool)
+    return dict(heads=int(len(table)), significant_bh=int(sig.sum()),
+                significant_positive=int((sig & (table["z"] > 0)).sum()),
+                significant_negative=int((sig & (table["z"] < 0)).sum()),
                 max_z=float(table["z"].max()) if len(table) else None,
                 mean_r_by_layer=[float(v) for v in table.groupby("layer")["r"].mean().values],
                 n_draws=int(table["n_draws"].iloc[0]) if len(table) else 0,
                 test="double-centred Pearson r vs preceding-token PMI; within-bin permutation null; "
-                     "Benjamini–Hochberg (FDR 0.05) over heads on normal-approximation p")
+                     "Benjamini–Hochberg (FDR 0.05) over heads on two-sided normal-approximation p")
 
 
 def projection_table(weights: dict, init_weights: dict, basis: np.ndarray, null_bases: np.ndarray,

@@ -1,6 +1,6 @@
 """Attention against corpus statistics, coordinate-free: per head, token-space QK over the most frequent tokens
 against the preceding-token statistic, both double-centred, with a within-bin permutation null and
-Benjamini–Hochberg over heads (pure numpy/scipy).
+Benjamini–Hochberg over heads, two-sided (pure numpy/scipy).
 
 Conventions: bigram counts C[a, b] = #(a followed by b) (scipy.sparse, never densified V x V); every token-space
 matrix S[a, b] has a = the current (query) token as row and b = the other token as column.
@@ -108,7 +108,8 @@ def attention_vs_corpus(weights: dict, C, top_idx: np.ndarray, n_head: int, smoo
                         fdr: float = 0.05) -> pd.DataFrame:
     """Per (layer, head): Pearson r of the double-centred QK_h = X M_h Xᵀ (X = LayerNorm'd W_E[top_idx]) with the
     double-centred preceding-token PMI, its within-bin permutation null (the same draws for every head), z, the
-    empirical p (≥ 1/(n+1)), the normal-approximation p and the Benjamini–Hochberg decision over all heads.
+    one-sided empirical p (≥ 1/(n+1)), the two-sided normal-approximation p and the Benjamini–Hochberg decision over
+    all heads (two-sided: a head that attends *away* from likely predecessors is structure too).
     If the weights are not folded, ln1.w is applied to W_Q and W_K (identical result)."""
     X = layernorm(np.asarray(weights["W_E"], dtype=np.float64)[top_idx])
     S = double_centre(preceding_token_statistic(C, top_idx, "pmi", smoothing))
@@ -126,6 +127,6 @@ def attention_vs_corpus(weights: dict, C, top_idx: np.ndarray, n_head: int, smoo
     for k in ("observed", "null_mean", "null_sd", "z", "p"):
         df["r" if k == "observed" else k] = res[k]
     df["n_draws"] = res["n_draws"]
-    df["p_normal"] = normal_p(df["z"].to_numpy())
+    df["p_normal"] = normal_p(df["z"].to_numpy(), two_sided=True)
     df["significant_bh"] = benjamini_hochberg(df["p_normal"].fillna(1.0).to_numpy(), fdr)
     return df

@@ -66,10 +66,11 @@ def empirical_p(observed: float, null) -> float:
     return float((1.0 + (null >= observed).sum()) / (1.0 + null.size))
 
 
-def normal_p(z) -> np.ndarray:
-    """One-sided upper p-value of z under the normal approximation to a permutation null (can go below 1/(n+1),
-    which a multiple-comparison correction over many tests needs)."""
-    return 1.0 - ndtr(np.asarray(z, dtype=np.float64))
+def normal_p(z, two_sided: bool = False) -> np.ndarray:
+    """p-value of z under the normal approximation to a permutation null (upper tail, or both tails); unlike the
+    empirical p it can go below 1/(n+1), which a multiple-comparison correction over many tests needs."""
+    z = np.asarray(z, dtype=np.float64)
+    return 2.0 * (1.0 - ndtr(np.abs(z))) if two_sided else 1.0 - ndtr(z)
 
 
 def benjamini_hochberg(p, q: float = 0.05) -> np.ndarray:

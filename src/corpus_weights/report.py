@@ -36,11 +36,78 @@ BASIS_LABELS = {
 }
 
 
-def _figure_to_data_uri(fig) -> str:
+def _figure_to_data_uri(fig) -> bytes:
+    """PNG bytes of a figure (closed afterwards); the page inlines them as data URIs, the rule also writes files."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+MATRIX_ORDER = ["W_Q", "W_K", "W_V", "W_O", "W_in", "W_out"]
+
+
+def _heatmap(values: np.ndarray, rows: list[str], cols: list[str], title: str, label: str, cmap: str,
+             center: float | None = None, marks: np.ndarray | None = None, digits: int = 2) -> bytes:
+    """A small annotated heatmap; marks (same shape, bool) add a '*' to a cell."""
+    fig, ax = plt.subplots(figsize=(min(9.0, 1.2 + 0.55 * len(cols)), 0.9 + 0.42 * len(rows)))
+    finite = values[np.isfinite(values)]
+    if center is not None and finite.size:
+        span = max(abs(finite.max() - center), abs(finite.min() - center), 1e-12)
+        im = ax.imshow(values, cmap=cmap, vmin=center - span, vmax=center + span, aspect="auto")
+    else:
+        im = ax.imshow(values, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                star = "*" if marks is not None and marks[i, j] else ""
+                ax.text(j, i, f"{values[i, j]:.{digits}f}{star}", ha="center", va="center", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label=label, fraction=0.04)
+    return _figure_to_data_uri(fig)
+
+
+def matrix_layer_heatmap(proj: pd.DataFrame, K: int) -> bytes:
+    """Aligned share minus its basis-null mean, per matrix type (rows) and layer (columns); * where p < 0.05."""
+    sel = proj[(proj.K == K) & (proj.target == "W") & (proj.layer >= 0)]
+    layers = sorted(sel.layer.unique())
+    rows = [m for m in MATRIX_ORDER if m in set(sel.matrix)]
+    values = np.full((len(rows), len(layers)), np.nan)
+    marks = np.zeros_like(values, dtype=bool)
+    for i, m in enumerate(rows):
+        for j, layer in enumerate(layers):
+            cell = sel[(sel.matrix == m) & (sel.layer == layer)].set_index("basis")
+            if {"corpus_aligned", "corpus_null"} <= set(cell.index):
+                values[i, j] = cell.loc["corpus_aligned", "share"] - cell.loc["corpus_null", "share"]
+                marks[i, j] = bool(cell.loc["corpus_aligned", "p_vs_null"] < 0.05)
+    return _heatmap(values, rows, [f"L{x}" for x in layers], f"aligned share − its null (K = {K}); * p < 0.05",
+                    "share above null", "RdBu_r", center=0.0, marks=marks, digits=3)
+
+
+def head_heatmap(att: pd.DataFrame) -> bytes:
+    """Attention-vs-PMI z per layer (rows) and head (columns); * = significant after Benjamini–Hochberg."""
+    z = att.pivot(index="layer", columns="head", values="z")
+    sig = att.pivot(index="layer", columns="head", values="significant_bh").fillna(False).astype(bool)
+    return _heatmap(z.to_numpy(dtype=float), [f"L{x}" for x in z.index], [f"h{x}" for x in z.columns],
+                    "double-centred QK vs preceding-token PMI, z; * significant (two-sided BH, FDR 0.05)", "z", "RdBu_r",
+                    center=0.0, marks=sig.to_numpy(), digits=1)
+
+
+def spectra_heatmap(ws: pd.DataFrame) -> bytes:
+    """Participation ratio of every weight matrix, per matrix type (rows) and layer (columns)."""
+    per = ws[ws["name"].str.match(r"^L\d+\.")].copy()
+    per["layer"] = per["name"].str.extract(r"^L(\d+)\.")[0].astype(int)
+    per["matrix"] = per["name"].str.replace(r"^L\d+\.", "", regex=True)
+    pr = per.pivot(index="matrix", columns="layer", values="pr").reindex([m for m in MATRIX_ORDER
+                                                                          if m in set(per.matrix)])
+    return _heatmap(pr.to_numpy(dtype=float), list(pr.index), [f"L{x}" for x in pr.columns],
+                    "participation ratio of each weight matrix (singular values²)", "PR", "viridis", digits=1)
 
 
 def _table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -153,6 +220,8 @@ def seed_statistics(models: dict, K_over_d: float) -> dict:
     for key, get in getters.items():
         mean, sd = _mean_sd([get(mm["corrected"]) for mm in mains])
         out[key] = {"mean": mean, "sd": sd, "n_seeds": len(mains)}
+    draw_sd = [mm["corrected"]["projection_share_sd"]["corpus_null"] for mm in mains]
+    out["share_corpus_null_draw_sd"] = (float(np.mean(draw_sd)) if draw_sd and None not in draw_sd else None)
     ps = [mm["corrected"]["projection_share_p_vs_null"] for mm in mains]
     out["p_vs_null_max"] = max(ps) if ps and all(p is not None for p in ps) else None
     zs = []
@@ -238,8 +307,17 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
                            "summed_wall_seconds": sum(r["seconds"] for r in analysis)}
 
-    html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res)
-    return html_text, metrics
+    figures = {"loss_ladder": _ladder_figure(models), "training": _training_figure(runs),
+               "r2k": _r2k_figure(main_res["projections"], d, "W"), "r2k_dW": _r2k_figure(main_res["projections"], d, "dW"),
+               "attention_layers": _attention_figure(results, labels),
+               "matrix_layer_heatmap": matrix_layer_heatmap(main_res["projections"], K),
+               "head_heatmap": head_heatmap(main_res["attention"]),
+               "spectra_heatmap": spectra_heatmap(main_res["weight_spectra"])}
+    proj = main_res["projections"]
+    tables = {"per_matrix": proj[proj.K == K], "per_head": main_res["attention"],
+              "weight_spectra": main_res["weight_spectra"], "runtimes": pd.DataFrame(metrics["benchmarks"])}
+    html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res, figures)
+    return html_text, metrics, {"figures": figures, "tables": tables}
 
 
 def _training_figure(runs) -> str:
@@ -311,16 +389,28 @@ def _attention_figure(results, labels) -> str:
     return _figure_to_data_uri(fig)
 
 
+def _gate_summary(g: dict) -> str:
+    """One short line of the values behind a gate (the full values are in metrics.json)."""
+    v, f = g["values"], _fmt
+    if g["name"] == "G1":
+        return "; ".join(f"{r['model']}: val {f(r['val_loss'])} vs unigram {f(r['unigram_ce'])}, g = "
+                         f"{f(r['learned_fraction'], 2)}" for r in v)
+    if g["name"] == "G2":
+        return "; ".join(f"{r['model']}: bigram z = {f(r['bigram_z'], 1)}" + (
+            f", unigram z = {f(r['unigram_z'], 1)}" if r["role"] == "step0" else "") for r in v)
+    if g["name"] == "G3":
+        return "; ".join(f"{r['model']}: R² {f(r['heldout_r2'])} vs null {f(r['null_mean'])} (max {f(r['null_max'])}),"
+                         f" p = {f(r['p'])}" for r in v)
+    return "; ".join(f"seeds {', '.join(str(x) for x in r['seeds'])} at {', '.join(f(x) for x in r['token_budgets'])}"
+                     f" tokens" for r in v)
+
+
 def _gate_rows(gates: dict) -> list[dict]:
-    rows = []
-    for g in gates.values():
-        detail = "; ".join(", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "ok") for row in g["values"])
-        rows.append({"gate": f"{g['name']} {g['title']}", "pass": "pass" if g["passed"] else "FAIL",
-                     "condition": g["rule"], "values": detail})
-    return rows
+    return [{"gate": f"{g['name']} {g['title']}", "status": "pass" if g["passed"] else "FAIL",
+             "condition": g["rule"], "values": _gate_summary(g)} for g in gates.values()]
 
 
-def _render(metrics, runs, results, labels, K, d, spectra, main_res) -> str:
+def _render(metrics, runs, results, labels, K, d, spectra, main_res, figures) -> str:
     note = NOTE
     models = metrics["models"]
     main = models[metrics["main_label"]]
@@ -348,7 +438,8 @@ def _render(metrics, runs, results, labels, K, d, spectra, main_res) -> str:
          "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_corpus"])},
         {"source": "its null (corpus token identities scrambled within frequency bins)", "note's value": None,
          "ours, note protocol": None, "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_corpus_null"])},
+         "ours, corrected (share, aligned; mean ± sd over seeds)":
+             f"{_fmt(seeds['share_corpus_null']['mean'])} ± {_fmt(seeds.get('share_corpus_null_draw_sd'))} (draws)"},
         {"source": "direct (corpus-derived) prediction", "note's value": note["r2_direct"],
          "ours, note protocol": notep["r2_direct"], "ours, note protocol without embeddings": None,
          "ours, corrected (share, aligned; mean ± sd over seeds)": None},
@@ -435,9 +526,7 @@ def _render(metrics, runs, results, labels, K, d, spectra, main_res) -> str:
         training_table=_table(train_rows), spectra_table=_table(spectra.to_dict("records")),
         weight_spectra_table=_table(main_res["weight_spectra"].to_dict("records")),
         benchmark_table=_table(metrics["benchmarks"]),
-        training_fig=_training_figure(runs), ladder_fig=_ladder_figure(models),
-        r2k_fig=_r2k_figure(proj, d, "W"), r2k_dw_fig=_r2k_figure(proj, d, "dW"),
-        attention_fig=_attention_figure(results, labels), invariance=INVARIANCE_SENTENCE,
+        fig={name: data_uri(png) for name, png in figures.items()}, invariance=INVARIANCE_SENTENCE,
     )
 
 

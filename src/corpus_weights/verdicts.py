@@ -80,14 +80,17 @@ def corpus_basis_verdict(m: dict, note: dict, gates: dict) -> dict:
                          "dominant directions and token frequencies, not from the corpus's co-occurrence structure. ")
         + f"Under the note's protocol we get R² = {fmt(m['note_protocol']['r2_linear_all'])} pooled with the embeddings "
           f"(note: {fmt(note['r2_corpus_linear'])}).")
+    null_text = f"{fmt(null['mean'])} ± {fmt(s.get('share_corpus_null_draw_sd'))} (draws)"
     return _verdict("corpus_basis", f"The corpus basis explains {note['r2_corpus_linear']:.1%} of weight variance "
-                    f"(K = {note['K']}).", note["r2_corpus_linear"], pm(share), pm(null), status, finding, gates)
+                    f"(K = {note['K']}).", note["r2_corpus_linear"], pm(share), null_text, status, finding, gates)
 
 
 def attention_verdict(m: dict, note: dict, gates: dict) -> dict:
     mains = [mm for mm in m["models"].values() if mm["role"] == "main"]
     step0 = next((mm for mm in m["models"].values() if mm["role"] == "step0"), None)
     sig = [mm["corrected"]["attention"]["significant_bh"] for mm in mains]
+    signs = ", ".join(f"{mm['corrected']['attention'].get('significant_positive', '?')} positive / "
+                      f"{mm['corrected']['attention'].get('significant_negative', '?')} negative" for mm in mains)
     heads = mains[0]["corrected"]["attention"]["heads"] if mains else 0
     base = step0["corrected"]["attention"]["significant_bh"] if step0 else None
     learned = base is not None and min(sig) > base
@@ -97,9 +100,10 @@ def attention_verdict(m: dict, note: dict, gates: dict) -> dict:
         f"The note's cosines reproduce as {', '.join(fmt(c) for c in np_['qk_cosines'] or [])} against a random-rotation "
         f"null of {fmt(np_['qk_cosine_null_mean'])} ± {fmt(np_['qk_cosine_null_sd'])}: inside the null, so they say "
         f"nothing either way. Coordinate-free, per head in token space (double-centred QK vs preceding-token PMI, "
-        f"Benjamini–Hochberg over {heads} heads): {', '.join(str(x) for x in sig)} heads significant in the main "
-        f"model(s) against {fmt(base)} at step 0. "
-        + ("Attention does carry the corpus's preceding-token statistics beyond initialisation."
+        f"two-sided Benjamini–Hochberg over {heads} heads): {', '.join(str(x) for x in sig)} heads significant in "
+        f"the main model(s) ({signs}) against {fmt(base)} at step 0. "
+        + ("Attention does carry the corpus's preceding-token statistics beyond initialisation: some heads attend "
+           "to likely predecessors, others away from them."
            if learned else "No more heads than at initialisation: no evidence of bigram routing in attention."))
     return _verdict("attention", "Attention does not learn corpus bigram routing (cos(QKᵀ, T_proj) ≈ 0 in every "
                     "layer).", "cos ≈ 0", f"{', '.join(str(x) for x in sig)} / {heads} heads",

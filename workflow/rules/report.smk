@@ -1,4 +1,9 @@
-# The report: gates, verdicts, every table and figure of the note beside ours, plus metrics.json.
+# The report: gates, verdicts, every table and figure of the note beside ours, plus metrics.json; its figures and
+# full tables are also written as files (results/report_files/), which `snakemake --report` collects.
+
+REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers", "matrix_layer_heatmap",
+                  "head_heatmap", "spectra_heatmap"]
+REPORT_TABLES = ["per_matrix", "per_head", "weight_spectra", "runtimes"]
 
 
 rule report:
@@ -7,6 +12,14 @@ rule report:
     output:
         html="results/report.html",
         metrics="results/metrics.json",
+        figures=[
+            report(f"results/report_files/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            for name in REPORT_FIGURES
+        ],
+        tables=[
+            report(f"results/report_files/{name}.csv", caption="../report/table.rst", category="Tables")
+            for name in REPORT_TABLES
+        ],
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
         runs=list(RUNS),
