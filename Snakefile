@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/intervention.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .gates import evaluate_gates  # noqa: E402
+from .intervention import paired_differences  # noqa: E402
 from .note_values import NOTE  # noqa: E402
 from .verdicts import all_verdicts, fmt as _fmt, pm as pm_text  # noqa: E402
 from .workflow_io import read_json  # noqa: E402
@@ -235,6 +236,70 @@ def seed_statistics(models: dict, K_over_d: float) -> dict:
     return out
 
 
+def _stat(values) -> dict:
+    mean, sd = _mean_sd(values)
+    return {"mean": mean, "sd": sd}
+
+
+def intervention_metrics(runs: list[dict], ladder_unigram: float | None) -> dict:
+    """The intervention experiment's measures per variant, differences to random init paired by seed, its gate and
+    the verdict on the note's slogan."""
+    variants = sorted({r["init"] for r in runs}, key=lambda v: (v != "random", v))
+    seeds = sorted({r["seed"] for r in runs})
+    per_variant = {}
+    for v in variants:
+        rs = [r for r in runs if r["init"] == v]
+        per_variant[v] = {k: _stat([r["measures"].get(k) for r in rs])
+                          for k in ("final_val_loss", "learned_fraction", "tokens_to_bigram", "tokens_to_random_final")}
+        per_variant[v]["reached_bigram"] = sum(r["measures"]["tokens_to_bigram"] is not None for r in rs)
+        per_variant[v]["share_by_snapshot"] = {
+            snap: _stat([r["measures"]["aligned_share_by_snapshot"].get(snap) for r in rs])
+            for snap in sorted(rs[0]["measures"]["aligned_share_by_snapshot"])}
+    diffs = {k: paired_differences(runs, k) for k in ("final_val_loss", "tokens_to_bigram", "tokens_to_random_final")}
+    trained = [r for r in runs if r["measures"]["learned_fraction"] >= 0.5 and ladder_unigram is not None
+               and ladder_unigram - r["measures"]["final_val_loss"] >= 0.3]
+    gate_ok = len(trained) == len(runs) and len(seeds) >= 2
+    reason = None if gate_ok else ("fewer than 2 seeds" if len(seeds) < 2 else
+                                   "G1 fails for " + ", ".join(f"{r['init']}-s{r['seed']}" for r in runs
+                                                              if r not in trained))
+    corpus = diffs["final_val_loss"].get("corpus", {})
+    permuted = diffs["final_val_loss"].get("corpus_permuted", {})
+    helps = corpus.get("ci95") is not None and corpus["ci95"][1] < 0
+    specific = helps and permuted.get("mean") is not None and permuted["mean"] > corpus["mean"]
+    status = "withheld" if not gate_ok else ("holds" if helps and specific else "does not hold")
+    ci = corpus.get("ci95")
+    finding = (f"Final validation loss, corpus-initialised minus random (paired by seed): {_fmt(corpus.get('mean'))}"
+               f" nats, 95 % CI {('[' + _fmt(ci[0]) + ', ' + _fmt(ci[1]) + ']') if ci else '—'}; rows permuted "
+               f"within frequency strata: {_fmt(permuted.get('mean'))}. ")
+    finding += ("Starting in the corpus's coordinate system gives a lower loss at the same budget, and the right "
+                "token identities matter." if status == "holds" else
+                f"Withheld: {reason}." if status == "withheld" else
+                "No reliable gain from starting in the corpus's coordinate system at this budget.")
+    return dict(variants=variants, seeds=seeds, per_variant=per_variant, differences=diffs,
+                gate=dict(passed=gate_ok, reason=reason), verdict=dict(
+                    claim="The corpus gives the coordinate system, training gives the coordinates (tested causally: "
+                          "does a corpus-initialised model train better at the same budget?)",
+                    status=status, finding=finding), runs=runs)
+
+
+def _intervention_figure(runs: list[dict]) -> bytes:
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for v in sorted({r["init"] for r in runs}, key=lambda v: (v != "random", v)):
+        curves = [r["measures"]["curve"] for r in runs if r["init"] == v]
+        tokens = np.asarray(curves[0]["tokens"], dtype=float)
+        losses = np.array([c["val_loss"] for c in curves if len(c["val_loss"]) == len(tokens)], dtype=float)
+        mean = losses.mean(0)
+        line, = ax.plot(tokens, mean, "-", lw=1.2, label=f"{v} (n = {len(losses)})")
+        if len(losses) > 1:
+            ax.fill_between(tokens, losses.min(0), losses.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("validation cross-entropy (nats)")
+    ax.set_ylim(None, min(ax.get_ylim()[1], 8))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _figure_to_data_uri(fig)
+
+
 def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     K_list = list(params["K"])
     K = int(params["headline_K"])
@@ -302,6 +367,14 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
     main = models[main_label]
     metrics["note_protocol"] = main["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
+    intervention_runs = [read_json(p) for p in inputs.get("intervention", [])]
+    if intervention_runs:
+        unigram = models[main_label]["corrected"]["ladder"]["unigram_ce"]
+        metrics["intervention"] = intervention_metrics(intervention_runs, unigram)
+        metrics["verdicts"].append({"id": "intervention", **metrics["intervention"]["verdict"],
+                                    "note_value": "(a slogan)", "ours": "see the Intervention section",
+                                    "null": "random init, same seeds", "gates": ["G1 (every variant)", "seeds"],
+                                    "reason": metrics["intervention"]["gate"]["reason"]})
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
     metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
@@ -313,6 +386,8 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
                "matrix_layer_heatmap": matrix_layer_heatmap(main_res["projections"], K),
                "head_heatmap": head_heatmap(main_res["attention"]),
                "spectra_heatmap": spectra_heatmap(main_res["weight_spectra"])}
+    if intervention_runs:
+        figures["intervention"] = _intervention_figure(intervention_runs)
     proj = main_res["projections"]
     tables = {"per_matrix": proj[proj.K == K], "per_head": main_res["attention"],
               "weight_spectra": main_res["weight_spectra"], "runtimes": pd.DataFrame(metrics["benchmarks"])}
@@ -515,6 +590,22 @@ def _render(metrics, runs, results, labels, K, d, spectra, main_res, figures) ->
                            "device": s.get("device"), "dtype": s.get("dtype"),
                            "resumed from step": s.get("resumed_from_step")})
 
+    intervention_rows = []
+    iv = metrics.get("intervention")
+    if iv:
+        for v in iv["variants"]:
+            pv = iv["per_variant"][v]
+            row = {"init": v, "final val loss": _pm(pv["final_val_loss"]), "g": _pm(pv["learned_fraction"]),
+                   "tokens to bigram CE": _pm(pv["tokens_to_bigram"]),
+                   f"tokens to {1.02:.2f}× random's final loss": _pm(pv["tokens_to_random_final"])}
+            for key, label in (("final_val_loss", "Δ final loss vs random"),
+                               ("tokens_to_random_final", "Δ tokens vs random")):
+                dd = iv["differences"][key].get(v)
+                row[label] = ("—" if not dd or dd["mean"] is None else _fmt(dd["mean"]) + (
+                    f" [{_fmt(dd['ci95'][0])}, {_fmt(dd['ci95'][1])}]" if dd["ci95"] else ""))
+            snaps = pv["share_by_snapshot"]
+            row["aligned share (start → end)"] = " → ".join(_fmt(snaps[k]["mean"]) for k in sorted(snaps))
+            intervention_rows.append(row)
     template = jinja2.Template(resources.files("corpus_weights").joinpath("templates/report.html").read_text(),
                                autoescape=True)
     return template.render(
@@ -527,6 +618,7 @@ def _render(metrics, runs, results, labels, K, d, spectra, main_res, figures) ->
         weight_spectra_table=_table(main_res["weight_spectra"].to_dict("records")),
         benchmark_table=_table(metrics["benchmarks"]),
         fig={name: data_uri(png) for name, png in figures.items()}, invariance=INVARIANCE_SENTENCE,
+        intervention_table=_table(intervention_rows) if intervention_rows else None,
     )
 
 

@@ -85,6 +85,7 @@ class TrainConfig:
     compile: str | bool = "auto"
     dtype: str = "auto"
     threads: int | None = None
+    init_embedding: str | None = None  # a (V, d) .npy that replaces W_E at step 0 (the intervention experiment)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -355,7 +356,15 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
         snap_steps.setdefault(s, []).append(round(100 * frac))
 
     torch.manual_seed(train_cfg.seed)
-    model = GPT(model_cfg).to(device)
+    model = GPT(model_cfg)
+    if train_cfg.init_embedding:  # after the seeded construction: every other tensor stays bit-identical
+        init = torch.from_numpy(np.load(train_cfg.init_embedding)).float()
+        if tuple(init.shape) != tuple(model.wte.weight.shape):
+            raise ValueError(f"init_embedding {train_cfg.init_embedding}: shape {tuple(init.shape)}, expected "
+                             f"{tuple(model.wte.weight.shape)} (vocab_size, d_model)")
+        with torch.no_grad():
+            model.wte.weight.copy_(init)
+    model = model.to(device)
     n_params = model.n_params()
     fpt = flops_per_token(model_cfg)
     opt, params = build_optimizer(model, train_cfg, device)

@@ -63,24 +63,39 @@ SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN.get("snapshots"
 def run_registry():
     """Every trained model as data: {run: {data, seed, tokens}}. All runs share the main budget and schedule, so
     main-vs-control and seed-vs-seed differences are never a difference in training."""
-    runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"]) for seed in TRAIN["seeds"]}
+    runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init="random")
+            for seed in TRAIN["seeds"]}
     if CONTROLS.get("shuffled", True):
         seed = TRAIN["seeds"][0]
-        runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"])
+        runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"], init="random")
+    for variant in INIT_VARIANTS:  # the intervention experiment: same data, seeds, budget; another initial W_E
+        if variant != "random":
+            for seed in TRAIN["seeds"]:
+                runs[f"{variant}-s{seed}"] = dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init=variant)
     return runs
+
+
+def intervention_runs():
+    """The runs compared by the intervention experiment (every init variant x every main seed); empty when only
+    the random initialisation is configured."""
+    if set(INIT_VARIANTS) <= {"random"}:
+        return []
+    return [run for run, info in RUNS.items() if info["data"] == "orig" and info["init"] in INIT_VARIANTS]
 
 
 def analysed_registry():
     """Every analysed model snapshot as data: label, run, snapshot, role (main | step0 | shuffled); mains first."""
     entries = [dict(label=f"main-s{info['seed']}", run=run, snap="snapshot_100", role="main")
-               for run, info in RUNS.items() if info["data"] == "orig"]
+               for run, info in RUNS.items() if info["data"] == "orig" and info["init"] == "random"]
     entries.append(dict(label="step0", run=entries[0]["run"], snap="snapshot_000", role="step0"))
     entries += [dict(label="shuffled", run=run, snap="snapshot_100", role="shuffled")
                 for run, info in RUNS.items() if info["data"] == "shuffled"]
     return entries
 
 
+INIT_VARIANTS = list(config.get("experiments", {}).get("init", ["random"]))
 RUNS = run_registry()
+INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
 
 
@@ -138,7 +153,18 @@ def train_params(wildcards):
     params["tokens"] = RUNS[wildcards.run]["tokens"]
     params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]
+    init = RUNS[wildcards.run]["init"]
+    params["init_embedding"] = None if init == "random" else f"results/init/{CORPUS}/{init}.npy"
     return params
+
+
+def train_inputs(wildcards):
+    """The token files, and the initial embedding for a corpus-initialised run."""
+    inputs = {"train": train_tokens(wildcards)}
+    init = RUNS[wildcards.run]["init"]
+    if init != "random":
+        inputs["init"] = f"results/init/{CORPUS}/{init}.npy"
+    return inputs
 
 
 def measure_params():
@@ -172,6 +198,7 @@ def model_files(entry):
 
 def report_inputs(wildcards):
     return {
+        "intervention": [f"results/intervention/{run}.json" for run in INTERVENTION],
         "manifest": f"resources/corpus/{CORPUS}.manifest.json",
         "tokens_meta": f"results/tokens/{CORPUS}/meta.json",
         "spectra": f"results/corpus_stats/{CORPUS}/spectra.parquet",
@@ -194,6 +221,8 @@ def benchmark_jobs():
     jobs += [("extract_weights", f"{run}.{snap}") for run, snap in snaps]
     jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure", "attention") for run, snap in snaps]
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
+    jobs += [("init_embedding", f"{CORPUS}.{v}") for v in INIT_VARIANTS if v != "random"]
+    jobs += [("intervention", run) for run in INTERVENTION]
     return jobs
 
 
@@ -202,7 +231,7 @@ def analysed_identity(run, snap):
     entry = next((e for e in ANALYSED if e["run"] == run and e["snap"] == snap), None)
     info = RUNS[run]
     return dict(label=entry["label"] if entry else f"{run}.{snap}", role=entry["role"] if entry else "other",
-                run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"])
+                run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"], init=info["init"])
 
 
 def config_hash():

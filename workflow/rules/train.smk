@@ -3,7 +3,7 @@
 
 rule train:
     input:
-        train=train_tokens,
+        unpack(train_inputs),
         val=f"results/tokens/{CORPUS}/val.npy",
         meta=f"results/tokens/{CORPUS}/meta.json",
         code=lib("training"),

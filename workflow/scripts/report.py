@@ -8,6 +8,7 @@ log = start_log(snakemake.log[0])
 inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra"]}
 inputs["train_logs"] = list(snakemake.input.train_logs)
 inputs["train_summaries"] = list(snakemake.input.train_summaries)
+inputs["intervention"] = list(snakemake.input.intervention)
 html_text, metrics, files = build_report(inputs, dict(snakemake.params))
 for path in snakemake.output.figures:
     Path(path).write_bytes(files["figures"][Path(path).stem])
