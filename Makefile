@@ -18,7 +18,7 @@ report: $(STAMP)
 
 # The intervention experiment (corpus-initialised models) at the default scale: 6 more models, ~20 min on 2 cores.
 intervention: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/intervention.yaml results/report.html
+	$(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/intervention.yaml
 
 # Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).
 test: $(STAMP)

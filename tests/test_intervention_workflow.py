@@ -33,3 +33,10 @@ def test_intervention_section_on_the_tiny_run(tmp_path):
     assert init["init_embedding"].endswith("results/init/tiny/corpus.npy")
     assert json.loads((workdir / "results/train/orig-s0/summary.json").read_text())["train_config"][
         "init_embedding"] is None
+
+
+def test_results_page_needs_the_experiment():
+    from corpus_weights.results_page import intervention_markdown
+
+    with pytest.raises(ValueError, match="intervention"):
+        intervention_markdown({"config": {}, "corpus": {}})

