@@ -30,6 +30,8 @@ def fmt(value, digits=3) -> str:
     value = float(value)
     if not math.isfinite(value):
         return "—"
+    if 1000 <= abs(value) < 1e9:  # counts (tokens, parameters): whole numbers with separators
+        return f"{value:,.0f}"
     if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e6):
         return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
