@@ -145,3 +145,17 @@ def test_progress_lines(data, tmp_path):
     train_model(MC, tc(), *data, tmp_path / "p", tmp_path / "state_p", log=lines.append, progress_every_s=0.0)
     progress = [line for line in lines if "tok/s eta" in line]
     assert progress and all("tokens" in line and "loss" in line for line in progress)
+
+
+def test_dtype_choice_depends_on_cpu_flags_only(monkeypatch):
+    """No timing probe: the same machine always makes the same choice (a busy machine once flipped it mid-test)."""
+    import corpus_weights.training as training
+
+    def boom(*args, **kwargs):
+        raise AssertionError("resolve_dtype must not time anything")
+
+    monkeypatch.setattr(training, "_time_matmul", boom)
+    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert training.resolve_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16
+    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert training.resolve_dtype("auto", torch.device("cpu"))[0] == torch.float32

@@ -33,9 +33,10 @@ Test hook: env ``CW_CRASH_AFTER_STEP=k`` raises :class:`InjectedCrash`
 Only for tests.
 
 Compute dtype (``dtype="auto"``): CUDA -> bfloat16 autocast if supported
-(TF32 on for the fp32 parts); CPU -> bfloat16 autocast only if the CPU has
-native bf16 matmul (amx_bf16 / avx512_bf16 flag) AND a startup probe shows a
-bf16 matmul beating fp32; otherwise float32 (e.g. AMD Zen 3: bf16 ~300x slower).
+(TF32 on for the fp32 parts); CPU -> bfloat16 autocast if the CPU has native
+bf16 matmul (amx_bf16 / avx512_bf16 flag), decided by the flags alone so that
+the choice cannot change between runs; otherwise float32 (e.g. AMD Zen 3: bf16
+~300x slower).
 Compile (``compile="auto"``): CUDA -> compile if total_steps >= 300; CPU -> never
 (measured in benchmarks/RESULTS.md: on this 2-core CPU inductor compile costs
 tens of seconds and gains too little for the pipeline's ~150-step runs).
@@ -141,15 +142,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype, str]:
         if torch.cuda.is_bf16_supported():
             return torch.bfloat16, "cuda supports bf16"
         return torch.float32, "cuda without bf16"
-    flags = _cpu_flags()
-    native = {"amx_bf16", "avx512_bf16"} & flags
+    # Decided by the CPU's flags alone, never by a timing probe: a probe run on a busy machine can flip the choice
+    # between two runs of the same config, and then "same config + same seed -> identical weights" (and resuming
+    # a killed run bit-identically) no longer holds.
+    native = {"amx_bf16", "avx512_bf16"} & _cpu_flags()
     if not native:
         return torch.float32, "cpu lacks amx_bf16/avx512_bf16 (bf16 matmul emulated, slow)"
-    f32 = _time_matmul(device, torch.float32, 256, 3)
-    bf16 = _time_matmul(device, torch.bfloat16, 256, 3)
-    if bf16 > 1.2 * f32:
-        return torch.bfloat16, f"cpu {sorted(native)}: bf16 probe {bf16:.3f} > fp32 {f32:.3f} TFLOP/s"
-    return torch.float32, f"cpu {sorted(native)}: bf16 probe {bf16:.3f} <= 1.2x fp32 {f32:.3f} TFLOP/s"
+    return torch.bfloat16, f"cpu has native bf16 matmul ({', '.join(sorted(native))})"
 
 
 def resolve_compile(compile, device: torch.device, total_steps: int) -> tuple[bool, str]:
