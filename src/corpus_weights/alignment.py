@@ -9,14 +9,16 @@ legitimate bridge between the two coordinate systems is a map fitted on tokens. 
   statistics);
 - both sides centred with the fit half's means; the map is ridge regression with λ chosen by 5-fold
   cross-validation on the fit half; held-out R² = 1 − ‖Ŵ − W‖² / ‖W − mean(W)‖² on the test half;
-- the null of every score refits on E with its rows permuted within log-frequency bins (token identity destroyed,
-  frequency–norm relation kept).
+- the null of every score refits after permuting the pairing of corpus rows and model rows within frequency strata
+  (token identity destroyed, frequency–norm relation kept; the model's rows are permuted, so the design's SVDs are
+  computed once).
 Rotating the model (W -> W Q) maps A -> A Q and leaves every score unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .corpus_stats import corpus_covariance, eigh_desc
 from .linalg import orthonormal_columns
 from .nulls import binned_permutation, empirical_p, log_frequency_bins
 
@@ -156,11 +158,11 @@ def corpus_basis(A: np.ndarray, eigvecs: np.ndarray) -> np.ndarray:
     return orthonormal_columns(np.asarray(A).T @ np.asarray(eigvecs))
 
 
-def _frequency_covariance_eigvecs(E: np.ndarray, pi: np.ndarray) -> np.ndarray:
-    mu = pi @ E
-    Ec = E - mu
-    lam, U = np.linalg.eigh(Ec.T @ (Ec * pi[:, None]))
-    return U[:, ::-1]
+def _counts(pi: np.ndarray) -> np.ndarray:
+    """Training counts recovered from unigram probabilities (π / smallest non-zero π: the rarest counted token occurs
+    once), the scale log_frequency_bins expects (it bins log(count + 1))."""
+    pi = np.asarray(pi, dtype=np.float64)
+    return pi / pi[pi > 0].min()
 
 
 def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: int, n_bins: int, n_draws: int,
@@ -183,7 +185,7 @@ def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: in
     ridge = RidgeFits(E, fit_idx, test_idx, seed=seed)
     fit = ridge.fit(W)
     rng = np.random.default_rng([seed, 1])
-    top_bins = log_frequency_bins(pi[top], n_bins)
+    top_bins = log_frequency_bins(_counts(pi)[top], n_bins)
     null_r2, null_cos = [], []
     for _ in range(n_draws):  # the pairing of corpus rows and model rows permuted within frequency bins
         p = binned_permutation(top_bins, rng)
@@ -218,12 +220,12 @@ def basis_null(E, W, pi, fit_idx, test_idx, lam, n_bins, n_draws, seed) -> np.nd
 
     The ridge λ of the real fit is reused (the null is about token identity, not about the choice of λ)."""
     rng = np.random.default_rng([seed, 2])
-    bins = log_frequency_bins(np.asarray(pi) * 1e9, n_bins)
+    bins = log_frequency_bins(_counts(pi), n_bins)
     out = []
     for _ in range(n_draws):
         Ep = E[binned_permutation(bins, rng)]
         A = fit_ridge_map(Ep, W, fit_idx, test_idx, lam=lam)["A"]
-        out.append(corpus_basis(A, _frequency_covariance_eigvecs(Ep, pi)))
+        out.append(corpus_basis(A, eigh_desc(corpus_covariance(Ep, pi)[0])[1]))
     d = W.shape[1]
     return np.stack(out) if out else np.zeros((0, d, d))
 

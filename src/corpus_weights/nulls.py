@@ -28,8 +28,7 @@ def log_frequency_bins(counts: np.ndarray, n_bins: int = 20) -> np.ndarray:
     so every stratum is narrow in frequency at both ends of a Zipf distribution: equal occupancy alone puts the
     ~40-fold frequency range of the top tokens in one bin (which biased the π-weighted bigram check of untrained
     models to z ≈ −4 on the default corpus), equal width alone lumps hundreds of rare tokens of different counts
-    together (which let the vocabulary-map null lose the frequency structure a unigram-only model has: its
-    held-out R² then "beat" a null of 0.03 with 0.31; with strata the null is 0.30)."""
+    together. Pass counts (the bins are of log(count + 1)); alignment.py recovers counts from π."""
     c = np.log1p(np.asarray(counts, dtype=np.float64))
     n = c.size
     if n == 0:
