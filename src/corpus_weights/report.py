@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from .gates import evaluate_gates  # noqa: E402
 from .intervention import paired_differences  # noqa: E402
 from .note_values import NOTE  # noqa: E402
-from .verdicts import all_verdicts, fmt as _fmt, pm as pm_text  # noqa: E402
+from .verdicts import all_verdicts, fmt as _fmt, pm as _pm  # noqa: E402
 from .workflow_io import read_json  # noqa: E402
 
 ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
@@ -620,10 +620,6 @@ def _render(metrics, runs, results, labels, K, d, spectra, main_res, figures) ->
         fig={name: data_uri(png) for name, png in figures.items()}, invariance=INVARIANCE_SENTENCE,
         intervention_table=_table(intervention_rows) if intervention_rows else None,
     )
-
-
-def _pm(stat: dict) -> str:
-    return pm_text(stat)
 
 
 INVARIANCE_SENTENCE = (

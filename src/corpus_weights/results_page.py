@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from .verdicts import fmt
+from .verdicts import fmt, pm as _pm
 from .workflow_io import read_json
-
-
-def _pm(stat: dict) -> str:
-    return fmt(stat.get("mean")) if stat.get("sd") is None else f"{fmt(stat['mean'])} ± {fmt(stat['sd'])}"
 
 
 def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
