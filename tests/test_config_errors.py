@@ -82,3 +82,22 @@ def test_note_scale_config_plans_the_full_dag(tmp_path):
     for rule in ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder", "extract_weights", "align",
                  "measure"):
         assert planned.get(rule), rule
+
+
+def test_missing_configfile_is_named_in_the_last_line(tmp_path):
+    """Snakemake reads --configfile before the workflow, so the workflow cannot word this error; README.md documents
+    what the user sees: the last line names the file."""
+    workdir = make_workdir(tmp_path)
+    proc = snakemake(workdir, "-n", "results/report.html", configfile="my-typo.yaml", timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "FileNotFoundError" in last and "my-typo.yaml" in last, last
+
+
+def test_misspelled_top_level_key_is_named(tmp_path):
+    workdir = make_workdir(tmp_path)
+    (workdir / "typo.yaml").write_text("analysys:\n  K: [4, 8]\n")
+    proc = snakemake(workdir, "-n", "results/report.html", "--configfile", "config/test.yaml", "typo.yaml",
+                     configfile=None, timeout=120)
+    assert proc.returncode != 0
+    assert "analysys" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]

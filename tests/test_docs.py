@@ -22,9 +22,13 @@ SKIP = {  # commands that need what a test cannot have, with the test that cover
 
 
 def shell_commands(path: Path) -> list[str]:
-    """Commands of the ```bash blocks, continuation lines joined, comments removed."""
+    """Commands of the ```bash blocks, continuation lines joined, comments removed. A block that works outside the
+    clone (it names /path/to/corpus-weights) is one item: a script, run as a whole in a temporary home."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+        if "/path/to/corpus-weights" in block:
+            commands.append("SCRIPT:" + block)
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line and not line.startswith("#"):
@@ -46,6 +50,8 @@ def test_documented_command_works(doc, command, tmp_path):
     skip = next((why for key, why in SKIP.items() if key in command), None)
     if skip:
         pytest.skip(skip)
+    if command.startswith("SCRIPT:"):
+        return run_outside_script(command[len("SCRIPT:"):], tmp_path)
     argv = shlex.split(command)
     if argv[0] == "make":
         proc = subprocess.run(["make", "-n", *argv[1:]], cwd=REPO, capture_output=True, text=True)
@@ -59,3 +65,18 @@ def test_documented_command_works(doc, command, tmp_path):
         args = ["-n", *args]
     proc = snakemake(workdir, *args, configfile=None, timeout=300)
     assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+
+
+def run_outside_script(script: str, home: Path) -> None:
+    """The README's "own text in a directory of its own" block, run by bash with HOME in a temporary folder, the clone
+    for /path/to/corpus-weights and Snakemake in dry-run form; the text it mentions is put in place first."""
+    named = re.findall(r"holds (\S+\.txt)", script)
+    folder = re.search(r"mkdir -p (\S+)", script).group(1).replace("~", str(home))
+    Path(folder).mkdir(parents=True)
+    for name in named:
+        (Path(folder) / name).write_text((REPO / "tests/data/tiny_corpus.txt").read_text(), encoding="utf-8")
+    script = script.replace("/path/to/corpus-weights", str(REPO)).replace("--cores 8", "-n --cores 8")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=home, capture_output=True, text=True,
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert proc.returncode == 0, f"the script failed:\n{script}\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+    assert "train" in proc.stdout + proc.stderr

@@ -29,9 +29,9 @@ def test_intervention_section_on_the_tiny_run(tmp_path):
     html = (workdir / "results/report.html").read_text()
     assert "Intervention: does starting in the corpus" in html and "corpus_permuted" in html
     # the corpus-initialised run really started from the corpus embedding, the random one did not
-    init = json.loads((workdir / "results/train/corpus-s0/summary.json").read_text())["train_config"]
-    assert init["init_embedding"].endswith("results/init/tiny/corpus.npy")
-    assert json.loads((workdir / "results/train/orig-s0/summary.json").read_text())["train_config"][
+    init = json.loads((workdir / "results/tiny/train/corpus-s0/summary.json").read_text())["train_config"]
+    assert init["init_embedding"].endswith("results/tiny/init/corpus.npy")
+    assert json.loads((workdir / "results/tiny/train/orig-s0/summary.json").read_text())["train_config"][
         "init_embedding"] is None
 
 

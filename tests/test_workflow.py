@@ -73,23 +73,23 @@ def test_science_on_the_tiny_run(finished_run):
     share0 = models["step0"]["corrected"]["projection_share"]
     assert abs(share0["random"] - metrics["K_over_d"]) < 0.05  # step 0's random share ≈ K/d
     # the second seed has its own seed and its own init
-    s0 = json.loads((finished_run / "results/train/orig-s0/summary.json").read_text())
-    s1 = json.loads((finished_run / "results/train/orig-s1/summary.json").read_text())
+    s0 = json.loads((finished_run / "results/tiny/train/orig-s0/summary.json").read_text())
+    s1 = json.loads((finished_run / "results/tiny/train/orig-s1/summary.json").read_text())
     assert (s0["seed"], s1["seed"]) == (0, 1) and s0["tokens"] == s1["tokens"]
-    w0 = np.load(finished_run / "results/weights/orig-s0/snapshot_000.npz")
-    w1 = np.load(finished_run / "results/weights/orig-s1/snapshot_000.npz")
+    w0 = np.load(finished_run / "results/tiny/weights/orig-s0/snapshot_000.npz")
+    w1 = np.load(finished_run / "results/tiny/weights/orig-s1/snapshot_000.npz")
     assert not np.array_equal(w0["L0.W_Q"], w1["L0.W_Q"])
     # recompute: the headline share and the seed mean from the per-model projection files
     K = metrics["K"]
     shares = []
     for run in ("orig-s0", "orig-s1"):
-        t = pd.read_parquet(finished_run / f"results/analysis/{run}/snapshot_100/projection/K{K}.parquet")
+        t = pd.read_parquet(finished_run / f"results/tiny/analysis/{run}/snapshot_100/projection/K{K}.parquet")
         sel = t[(t.basis == "corpus_aligned") & (t.target == "W") & (t.matrix == "pooled_nonembed")]
         shares.append(float(sel.share.iloc[0]))
     assert np.isclose(models["main-s0"]["corrected"]["projection_share"]["corpus_aligned"], shares[0])
     assert np.isclose(metrics["seeds"]["share_corpus"]["mean"], np.mean(shares))
     assert np.isclose(metrics["seeds"]["share_corpus"]["sd"], np.std(shares, ddof=1))
-    summary = json.loads((finished_run / "results/analysis/orig-s0/snapshot_100/summary.json").read_text())
+    summary = json.loads((finished_run / "results/tiny/analysis/orig-s0/snapshot_100/summary.json").read_text())
     assert summary["seed"] == 0 and summary["role"] == "main" and summary["step"] == s0["steps"]
     assert np.isclose(summary["ladder"]["val_loss"], s0["final_val_loss"])
 
@@ -104,7 +104,7 @@ def test_adding_K_plans_only_projection_and_report(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"K": [4, 8]}}, name="test.yaml")
-    assert set(planned) == {"fit_projections", "report"}, planned
+    assert set(planned) == {"fit_projections", "report", "current_report"}, planned
     assert planned["fit_projections"] == 4  # one per analysed model (two main seeds, step 0, shuffled)
 
 
@@ -114,7 +114,7 @@ def test_changing_permutations_reruns_only_the_jobs_that_use_it(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"permutations": 100}}, name="test.yaml")
-    assert set(planned) == {"measure", "attention", "report"}, planned
+    assert set(planned) == {"measure", "attention", "report", "current_report"}, planned
 
 
 def test_training_hyperparameter_reruns_train_not_corpus(finished_run):
@@ -129,13 +129,13 @@ def test_training_hyperparameter_reruns_train_not_corpus(finished_run):
 
 def test_killed_training_resumes_bit_identical(finished_run, tmp_path):
     workdir = make_workdir(tmp_path / "resume")
-    target = "results/train/orig-s0/final.safetensors"
+    target = "results/tiny/train/orig-s0/final.safetensors"
     crashed = snakemake(workdir, "--cores", "2", target, env={"CW_CRASH_AFTER_STEP": "40"})
     assert crashed.returncode != 0
     assert not (workdir / target).exists()
     resumed = snakemake(workdir, "--cores", "2", target)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    summary = json.loads((workdir / "results/train/orig-s0/summary.json").read_text())
+    summary = json.loads((workdir / "results/tiny/train/orig-s0/summary.json").read_text())
     assert summary["resumed_from_step"] == 40
     reference = load_file(str(finished_run / target))
     again = load_file(str(workdir / target))
@@ -167,11 +167,16 @@ def test_report_in_a_real_browser(finished_run):
 
 def test_report_files_and_snakemake_report(finished_run):
     """The figures and full tables are files next to the page, and Snakemake's own report collects them."""
-    files = finished_run / "results/report_files"
+    import re
+
+    files = finished_run / "results/tiny/report_files"
     assert {p.name for p in files.glob("*.png")} >= {"loss_ladder.png", "r2k.png", "head_heatmap.png"}
-    html = (finished_run / "results/report.html").read_text()
     for csv in ("per_matrix", "per_head", "weight_spectra", "runtimes"):
-        assert (files / f"{csv}.csv").stat().st_size > 0 and f"report_files/{csv}.csv" in html
+        assert (files / f"{csv}.csv").stat().st_size > 0
+    # the corpus's own page and its copy at results/report.html both link to tables that exist
+    for page in (finished_run / "results/tiny/report.html", finished_run / "results/report.html"):
+        links = re.findall(r'href="([^"#:]+\.csv)"', page.read_text())
+        assert len(links) == 4 and all((page.parent / link).is_file() for link in links), (page, links)
     proc = snakemake(finished_run, "--report", "results/snakemake-report.zip", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import zipfile

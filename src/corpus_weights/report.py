@@ -185,15 +185,15 @@ def note_protocol_metrics(summ: dict, proj: pd.DataFrame, K: int) -> dict:
             **{k: note.get(k) for k in keys}}
 
 
-def _benchmark_table(paths: list[str]) -> list[dict]:
+def _benchmark_table(jobs: list[dict]) -> list[dict]:
+    """One row per benchmarked job ({rule, job, path} as the workflow declares them)."""
     rows = []
-    for path in paths:
+    for job in jobs:
         try:
-            frame = pd.read_csv(path, sep="\t")
+            frame = pd.read_csv(job["path"], sep="\t")
         except (OSError, ValueError, pd.errors.EmptyDataError):  # a missing benchmark must not break the report
             continue
-        rows.append({"rule": os.path.basename(os.path.dirname(path)),
-                     "job": os.path.basename(path)[:-4], "seconds": float(frame["s"].iloc[0]),
+        rows.append({"rule": job["rule"], "job": job["job"], "seconds": float(frame["s"].iloc[0]),
                      "cpu_seconds": float(frame["cpu_time"].iloc[0]) if "cpu_time" in frame else None,
                      "max_rss_mb": float(frame["max_rss"].iloc[0]) if "max_rss" in frame else None})
     return rows

@@ -74,3 +74,21 @@ def load_weights_npz(path) -> tuple[dict, dict]:
     jpath = path.with_suffix(".json")
     meta = read_json(jpath) if jpath.exists() else {}
     return w, meta
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a text file atomically (a reader never sees half a file; a crash leaves the old one)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def publish_report(html_path, metrics_path, html_dest, metrics_dest, corpus: str) -> None:
+    """Copy one corpus's report page and metrics to the top of the results tree (results/report.html is always the
+    configured corpus's report; every corpus keeps its own under results/<corpus>/). The page embeds its figures;
+    only its links to the CSV tables are relative, so they are pointed into the corpus's folder."""
+    html = Path(html_path).read_text(encoding="utf-8")
+    html = html.replace('href="report_files/', f'href="{corpus}/report_files/')
+    write_text(html, html_dest)
+    write_text(Path(metrics_path).read_text(encoding="utf-8"), metrics_dest)

@@ -3,26 +3,26 @@
 # the weight spectra; `attention` tests every head; `fit_projections` is the cheap per-K part (K is a wildcard, so
 # adding a K plans only that K's jobs and the report).
 
-STATS = f"results/corpus_stats/{CORPUS}"
-TOKENS = f"results/tokens/{CORPUS}"
+STATS = f"results/{CORPUS}/corpus_stats"
+TOKENS = f"results/{CORPUS}/tokens"
 
 
 rule align:
     input:
-        weights="results/weights/{run}/{snap}.npz",
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
         embeddings=f"{STATS}/embeddings.npz",
         covariance=f"{STATS}/covariance.npz",
         vocab=f"{TOKENS}/vocab.parquet",
         code=lib("analysis"),
     output:
-        npz="results/analysis/{run}/{snap}/alignment.npz",
-        json="results/analysis/{run}/{snap}/alignment.json",
+        npz="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
+        json="results/{corpus}/analysis/{run}/{snap}/alignment.json",
     params:
         align=align_params(),
     log:
-        "results/logs/align/{run}.{snap}.log",
+        "results/{corpus}/logs/align/{run}.{snap}.log",
     benchmark:
-        "results/benchmarks/align/{run}.{snap}.tsv"
+        "results/{corpus}/benchmarks/align/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -35,8 +35,8 @@ rule align:
 
 rule measure:
     input:
-        weights="results/weights/{run}/{snap}.npz",
-        train_log="results/train/{run}/log.parquet",
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
+        train_log="results/{corpus}/train/{run}/log.parquet",
         bigrams=f"{STATS}/bigram_counts.npz",
         embeddings=f"{STATS}/embeddings.npz",
         ladder=f"{STATS}/ladder.json",
@@ -44,15 +44,15 @@ rule measure:
         vocab=f"{TOKENS}/vocab.parquet",
         code=lib("analysis"),
     output:
-        summary="results/analysis/{run}/{snap}/summary.json",
-        weight_spectra="results/analysis/{run}/{snap}/weight_spectra.parquet",
+        summary="results/{corpus}/analysis/{run}/{snap}/summary.json",
+        weight_spectra="results/{corpus}/analysis/{run}/{snap}/weight_spectra.parquet",
     params:
         measure=measure_params(),
         identity=lambda wildcards: analysed_identity(wildcards.run, wildcards.snap),
     log:
-        "results/logs/measure/{run}.{snap}.log",
+        "results/{corpus}/logs/measure/{run}.{snap}.log",
     benchmark:
-        "results/benchmarks/measure/{run}.{snap}.tsv"
+        "results/{corpus}/benchmarks/measure/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -65,20 +65,20 @@ rule measure:
 
 rule attention:
     input:
-        weights="results/weights/{run}/{snap}.npz",
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
         bigrams=f"{STATS}/bigram_counts.npz",
         embeddings=f"{STATS}/embeddings.npz",
         vocab=f"{TOKENS}/vocab.parquet",
         code=lib("analysis"),
     output:
-        table="results/analysis/{run}/{snap}/attention.parquet",
-        json="results/analysis/{run}/{snap}/attention.json",
+        table="results/{corpus}/analysis/{run}/{snap}/attention.parquet",
+        json="results/{corpus}/analysis/{run}/{snap}/attention.json",
     params:
         attention=attention_params(),
     log:
-        "results/logs/attention/{run}.{snap}.log",
+        "results/{corpus}/logs/attention/{run}.{snap}.log",
     benchmark:
-        "results/benchmarks/attention/{run}.{snap}.tsv"
+        "results/{corpus}/benchmarks/attention/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -91,20 +91,20 @@ rule attention:
 
 rule fit_projections:
     input:
-        weights="results/weights/{run}/{snap}.npz",
-        init="results/weights/{run}/snapshot_000.npz",
-        alignment="results/analysis/{run}/{snap}/alignment.npz",
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
+        init="results/{corpus}/weights/{run}/snapshot_000.npz",
+        alignment="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
         covariance=f"{STATS}/covariance.npz",
         embeddings=f"{STATS}/embeddings.npz",
         code=lib("analysis"),
     output:
-        table="results/analysis/{run}/{snap}/projection/K{K}.parquet",
+        table="results/{corpus}/analysis/{run}/{snap}/projection/K{K}.parquet",
     params:
         projection=projection_params(),
     log:
-        "results/logs/fit_projections/{run}.{snap}.K{K}.log",
+        "results/{corpus}/logs/fit_projections/{run}.{snap}.K{K}.log",
     benchmark:
-        "results/benchmarks/fit_projections/{run}.{snap}.K{K}.tsv"
+        "results/{corpus}/benchmarks/fit_projections/{run}.{snap}.K{K}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

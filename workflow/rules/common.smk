@@ -100,7 +100,7 @@ ANALYSED = analysed_registry()
 
 
 wildcard_constraints:
-    corpus="[A-Za-z0-9_]+",
+    corpus=CORPUS,  # one corpus per config; its name is in every result path, so corpora never collide
     run="|".join(RUNS),
     snap="snapshot_[0-9]{3}",
     K="[0-9]+",
@@ -143,7 +143,7 @@ def corpus_inputs(wildcards):
 
 def train_tokens(wildcards):
     name = "train_shuffled.npy" if RUNS[wildcards.run]["data"] == "shuffled" else "train.npy"
-    return f"results/tokens/{CORPUS}/{name}"
+    return f"results/{CORPUS}/tokens/{name}"
 
 
 def train_params(wildcards):
@@ -154,7 +154,7 @@ def train_params(wildcards):
     params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]
     init = RUNS[wildcards.run]["init"]
-    params["init_embedding"] = None if init == "random" else f"results/init/{CORPUS}/{init}.npy"
+    params["init_embedding"] = None if init == "random" else f"results/{CORPUS}/init/{init}.npy"
     return params
 
 
@@ -163,7 +163,7 @@ def train_inputs(wildcards):
     inputs = {"train": train_tokens(wildcards)}
     init = RUNS[wildcards.run]["init"]
     if init != "random":
-        inputs["init"] = f"results/init/{CORPUS}/{init}.npy"
+        inputs["init"] = f"results/{CORPUS}/init/{init}.npy"
     return inputs
 
 
@@ -185,11 +185,11 @@ def projection_params():
 
 
 def projection_files():
-    return [f"results/analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet" for e in ANALYSED for k in ANALYSIS["K"]]
+    return [f"results/{CORPUS}/analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet" for e in ANALYSED for k in ANALYSIS["K"]]
 
 
 def model_files(entry):
-    base = f"results/analysis/{entry['run']}/{entry['snap']}"
+    base = f"results/{CORPUS}/analysis/{entry['run']}/{entry['snap']}"
     return dict(summary=f"{base}/summary.json", alignment=f"{base}/alignment.json",
                 attention=f"{base}/attention.parquet", attention_summary=f"{base}/attention.json",
                 weight_spectra=f"{base}/weight_spectra.parquet",
@@ -198,12 +198,12 @@ def model_files(entry):
 
 def report_inputs(wildcards):
     return {
-        "intervention": [f"results/intervention/{run}.json" for run in INTERVENTION],
+        "intervention": [f"results/{CORPUS}/intervention/{run}.json" for run in INTERVENTION],
         "manifest": f"resources/corpus/{CORPUS}.manifest.json",
-        "tokens_meta": f"results/tokens/{CORPUS}/meta.json",
-        "spectra": f"results/corpus_stats/{CORPUS}/spectra.parquet",
-        "train_logs": [f"results/train/{run}/log.parquet" for run in RUNS],
-        "train_summaries": [f"results/train/{run}/summary.json" for run in RUNS],
+        "tokens_meta": f"results/{CORPUS}/tokens/meta.json",
+        "spectra": f"results/{CORPUS}/corpus_stats/spectra.parquet",
+        "train_logs": [f"results/{CORPUS}/train/{run}/log.parquet" for run in RUNS],
+        "train_summaries": [f"results/{CORPUS}/train/{run}/summary.json" for run in RUNS],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
         "code": lib("report", "gates", "verdicts", "note_values", "workflow_io")
@@ -212,18 +212,20 @@ def report_inputs(wildcards):
 
 
 def benchmark_jobs():
-    """(rule, job) of every job whose run time the report lists: this run's jobs only (declared inputs)."""
-    jobs = [("prepare_corpus", CORPUS), ("tokenize", CORPUS), ("corpus_stats", CORPUS), ("corpus_ladder", CORPUS)]
+    """{rule, job, path} of every job whose run time the report lists: this corpus's and this config's jobs only."""
+    jobs = [(rule, None) for rule in ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder")]
     if "shuffled" in {info["data"] for info in RUNS.values()}:
-        jobs.append(("shuffle_tokens", CORPUS))
+        jobs.append(("shuffle_tokens", None))
     jobs += [("train", run) for run in RUNS]
     snaps = sorted({(e["run"], e["snap"]) for e in ANALYSED})
     jobs += [("extract_weights", f"{run}.{snap}") for run, snap in snaps]
     jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure", "attention") for run, snap in snaps]
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
-    jobs += [("init_embedding", f"{CORPUS}.{v}") for v in INIT_VARIANTS if v != "random"]
+    jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
     jobs += [("intervention", run) for run in INTERVENTION]
-    return jobs
+    base = f"results/{CORPUS}/benchmarks"
+    return [dict(rule=rule, job=job or CORPUS, path=f"{base}/{rule}.tsv" if job is None else f"{base}/{rule}/{job}.tsv")
+            for rule, job in jobs]
 
 
 def analysed_identity(run, snap):

@@ -11,9 +11,9 @@ rule prepare_corpus:
     params:
         files=config["corpus"]["files"],
     log:
-        "results/logs/prepare_corpus/{corpus}.log",
+        "results/{corpus}/logs/prepare_corpus.log",
     benchmark:
-        "results/benchmarks/prepare_corpus/{corpus}.tsv"
+        "results/{corpus}/benchmarks/prepare_corpus.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,18 +29,18 @@ rule tokenize:
         text="resources/corpus/{corpus}.txt",
         code=lib("tokenizing"),
     output:
-        train="results/tokens/{corpus}/train.npy",
-        val="results/tokens/{corpus}/val.npy",
-        vocab="results/tokens/{corpus}/vocab.parquet",
-        tokenizer="results/tokens/{corpus}/tokenizer.json",
-        meta="results/tokens/{corpus}/meta.json",
+        train="results/{corpus}/tokens/train.npy",
+        val="results/{corpus}/tokens/val.npy",
+        vocab="results/{corpus}/tokens/vocab.parquet",
+        tokenizer="results/{corpus}/tokens/tokenizer.json",
+        meta="results/{corpus}/tokens/meta.json",
     params:
         tokenizer=config["tokenizer"],
         val_fraction=config["corpus"].get("val_fraction", 0.05),
     log:
-        "results/logs/tokenize/{corpus}.log",
+        "results/{corpus}/logs/tokenize.log",
     benchmark:
-        "results/benchmarks/tokenize/{corpus}.tsv"
+        "results/{corpus}/benchmarks/tokenize.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -53,16 +53,16 @@ rule tokenize:
 
 rule shuffle_tokens:
     input:
-        train="results/tokens/{corpus}/train.npy",
+        train="results/{corpus}/tokens/train.npy",
         code=lib("tokenizing"),
     output:
-        shuffled="results/tokens/{corpus}/train_shuffled.npy",
+        shuffled="results/{corpus}/tokens/train_shuffled.npy",
     params:
         seed=TRAIN["seeds"][0],
     log:
-        "results/logs/shuffle_tokens/{corpus}.log",
+        "results/{corpus}/logs/shuffle_tokens.log",
     benchmark:
-        "results/benchmarks/shuffle_tokens/{corpus}.tsv"
+        "results/{corpus}/benchmarks/shuffle_tokens.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -75,23 +75,23 @@ rule shuffle_tokens:
 
 rule corpus_stats:
     input:
-        train="results/tokens/{corpus}/train.npy",
-        meta="results/tokens/{corpus}/meta.json",
+        train="results/{corpus}/tokens/train.npy",
+        meta="results/{corpus}/tokens/meta.json",
         code=lib("corpus_stats", "spectra"),
     output:
-        bigrams="results/corpus_stats/{corpus}/bigram_counts.npz",
-        embeddings="results/corpus_stats/{corpus}/embeddings.npz",
-        covariance="results/corpus_stats/{corpus}/covariance.npz",
-        spectra="results/corpus_stats/{corpus}/spectra.parquet",
+        bigrams="results/{corpus}/corpus_stats/bigram_counts.npz",
+        embeddings="results/{corpus}/corpus_stats/embeddings.npz",
+        covariance="results/{corpus}/corpus_stats/covariance.npz",
+        spectra="results/{corpus}/corpus_stats/spectra.parquet",
     params:
         dim=MODEL["d_model"],
         alpha=ANALYSIS.get("ppmi_alpha", 0.75),
         power=ANALYSIS.get("svd_power", 0.5),
         seed=ANALYSIS.get("seed", 0),
     log:
-        "results/logs/corpus_stats/{corpus}.log",
+        "results/{corpus}/logs/corpus_stats.log",
     benchmark:
-        "results/benchmarks/corpus_stats/{corpus}.tsv"
+        "results/{corpus}/benchmarks/corpus_stats.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -104,16 +104,16 @@ rule corpus_stats:
 
 rule corpus_ladder:
     input:
-        train="results/tokens/{corpus}/train.npy",
-        val="results/tokens/{corpus}/val.npy",
-        meta="results/tokens/{corpus}/meta.json",
+        train="results/{corpus}/tokens/train.npy",
+        val="results/{corpus}/tokens/val.npy",
+        meta="results/{corpus}/tokens/meta.json",
         code=lib("loss_ladder"),
     output:
-        ladder="results/corpus_stats/{corpus}/ladder.json",
+        ladder="results/{corpus}/corpus_stats/ladder.json",
     log:
-        "results/logs/corpus_ladder/{corpus}.log",
+        "results/{corpus}/logs/corpus_ladder.log",
     benchmark:
-        "results/benchmarks/corpus_ladder/{corpus}.tsv"
+        "results/{corpus}/benchmarks/corpus_ladder.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -4,12 +4,12 @@
 
 rule init_embedding:
     input:
-        train="results/tokens/{corpus}/train.npy",
-        shuffled="results/tokens/{corpus}/train_shuffled.npy",
-        meta="results/tokens/{corpus}/meta.json",
+        train="results/{corpus}/tokens/train.npy",
+        shuffled="results/{corpus}/tokens/train_shuffled.npy",
+        meta="results/{corpus}/tokens/meta.json",
         code=lib("initialisation"),
     output:
-        embedding="results/init/{corpus}/{variant}.npy",
+        embedding="results/{corpus}/init/{variant}.npy",
     params:
         d=MODEL["d_model"],
         alpha=ANALYSIS["ppmi_alpha"],
@@ -19,9 +19,9 @@ rule init_embedding:
     wildcard_constraints:
         variant="corpus|corpus_permuted|shuffled_corpus",
     log:
-        "results/logs/init_embedding/{corpus}.{variant}.log",
+        "results/{corpus}/logs/init_embedding/{variant}.log",
     benchmark:
-        "results/benchmarks/init_embedding/{corpus}.{variant}.tsv"
+        "results/{corpus}/benchmarks/init_embedding/{variant}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -34,25 +34,25 @@ rule init_embedding:
 
 rule intervention:
     input:
-        log="results/train/{run}/log.parquet",
-        random_log=lambda wildcards: f"results/train/orig-s{RUNS[wildcards.run]['seed']}/log.parquet",
-        snapshots=expand("results/weights/{{run}}/snapshot_{pct:03d}.npz", pct=SNAPSHOT_PCTS),
-        embeddings=f"results/corpus_stats/{CORPUS}/embeddings.npz",
-        covariance=f"results/corpus_stats/{CORPUS}/covariance.npz",
-        ladder=f"results/corpus_stats/{CORPUS}/ladder.json",
-        val=f"results/tokens/{CORPUS}/val.npy",
-        vocab=f"results/tokens/{CORPUS}/vocab.parquet",
+        log="results/{corpus}/train/{run}/log.parquet",
+        random_log=lambda wildcards: f"results/{CORPUS}/train/orig-s{RUNS[wildcards.run]['seed']}/log.parquet",
+        snapshots=expand("results/{{corpus}}/weights/{{run}}/snapshot_{pct:03d}.npz", pct=SNAPSHOT_PCTS),
+        embeddings=f"results/{CORPUS}/corpus_stats/embeddings.npz",
+        covariance=f"results/{CORPUS}/corpus_stats/covariance.npz",
+        ladder=f"results/{CORPUS}/corpus_stats/ladder.json",
+        val=f"results/{CORPUS}/tokens/val.npy",
+        vocab=f"results/{CORPUS}/tokens/vocab.parquet",
         code=lib("intervention"),
     output:
-        json="results/intervention/{run}.json",
+        json="results/{corpus}/intervention/{run}.json",
     params:
         identity=lambda wildcards: RUNS[wildcards.run] | {"run": wildcards.run},
         align={k: ANALYSIS[k] for k in ["top_n", "freq_bins", "seed"]},
         K=ANALYSIS["headline_K"],
     log:
-        "results/logs/intervention/{run}.log",
+        "results/{corpus}/logs/intervention/{run}.log",
     benchmark:
-        "results/benchmarks/intervention/{run}.tsv"
+        "results/{corpus}/benchmarks/intervention/{run}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

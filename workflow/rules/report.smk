@@ -1,5 +1,6 @@
 # The report: gates, verdicts, every table and figure of the note beside ours, plus metrics.json; its figures and
-# full tables are also written as files (results/report_files/), which `snakemake --report` collects.
+# full tables are also written as files (results/<corpus>/report_files/), which `snakemake --report` collects.
+# Every corpus keeps its report under results/<corpus>/; results/report.html is a copy of the configured corpus's.
 
 REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers", "matrix_layer_heatmap",
                   "head_heatmap", "spectra_heatmap"]
@@ -10,14 +11,14 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html="results/report.html",
-        metrics="results/metrics.json",
+        html="results/{corpus}/report.html",
+        metrics="results/{corpus}/metrics.json",
         figures=[
-            report(f"results/report_files/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            report(f"results/{{corpus}}/report_files/{name}.png", caption=f"../report/{name}.rst", category="Figures")
             for name in REPORT_FIGURES
         ],
         tables=[
-            report(f"results/report_files/{name}.csv", caption="../report/table.rst", category="Tables")
+            report(f"results/{{corpus}}/report_files/{name}.csv", caption="../report/table.rst", category="Tables")
             for name in REPORT_TABLES
         ],
     params:
@@ -27,11 +28,11 @@ rule report:
         headline_K=ANALYSIS["headline_K"],
         config=config,
         config_hash=config_hash(),
-        benchmarks=[f"results/benchmarks/{rule}/{job}.tsv" for rule, job in benchmark_jobs()],
+        benchmarks=benchmark_jobs(),
     log:
-        "results/logs/report/report.log",
+        "results/{corpus}/logs/report.log",
     benchmark:
-        "results/benchmarks/report/report.tsv"
+        "results/{corpus}/benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -40,3 +41,22 @@ rule report:
         "../envs/corpus-weights.yaml"
     script:
         "../scripts/report.py"
+
+
+rule current_report:
+    input:
+        html=f"results/{CORPUS}/report.html",
+        metrics=f"results/{CORPUS}/metrics.json",
+        code=lib("workflow_io"),
+    output:
+        html="results/report.html",
+        metrics="results/metrics.json",
+    params:
+        corpus=CORPUS,
+    log:
+        f"results/{CORPUS}/logs/current_report.log",
+    localrule: True
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/current_report.py"

@@ -4,23 +4,23 @@
 rule train:
     input:
         unpack(train_inputs),
-        val=f"results/tokens/{CORPUS}/val.npy",
-        meta=f"results/tokens/{CORPUS}/meta.json",
+        val=f"results/{CORPUS}/tokens/val.npy",
+        meta=f"results/{CORPUS}/tokens/meta.json",
         code=lib("training"),
     output:
-        final="results/train/{run}/final.safetensors",
-        snapshots=expand("results/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
-        log="results/train/{run}/log.parquet",
-        summary="results/train/{run}/summary.json",
+        final="results/{corpus}/train/{run}/final.safetensors",
+        snapshots=expand("results/{{corpus}}/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
+        log="results/{corpus}/train/{run}/log.parquet",
+        summary="results/{corpus}/train/{run}/summary.json",
     params:
         model=MODEL,
         train=train_params,
         # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.
-        state_dir=lambda wildcards: f"results/.train_state/{wildcards.run}",
+        state_dir=lambda wildcards: f"results/{CORPUS}/.train_state/{wildcards.run}",
     log:
-        "results/logs/train/{run}.log",
+        "results/{corpus}/logs/train/{run}.log",
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        "results/{corpus}/benchmarks/train/{run}.tsv"
     threads: 8
     resources:
         mem_mb=8000,
@@ -34,15 +34,15 @@ rule train:
 
 rule extract_weights:
     input:
-        model="results/train/{run}/{snap}.safetensors",
+        model="results/{corpus}/train/{run}/{snap}.safetensors",
         code=lib("weights"),
     output:
-        weights="results/weights/{run}/{snap}.npz",
-        meta="results/weights/{run}/{snap}.json",
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
+        meta="results/{corpus}/weights/{run}/{snap}.json",
     log:
-        "results/logs/extract_weights/{run}.{snap}.log",
+        "results/{corpus}/logs/extract_weights/{run}.{snap}.log",
     benchmark:
-        "results/benchmarks/extract_weights/{run}.{snap}.tsv"
+        "results/{corpus}/benchmarks/extract_weights/{run}.{snap}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,4 +1,4 @@
-"""Entry point of rule train: one model per (data, seed); resumes from results/.train_state after a kill."""
+"""Entry point of rule train: one model per (data, seed); resumes from results/<corpus>/.train_state after a kill."""
 import sys
 
 import torch
