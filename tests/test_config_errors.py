@@ -90,7 +90,7 @@ def test_missing_configfile_is_named_in_the_last_line(tmp_path):
     workdir = make_workdir(tmp_path)
     proc = snakemake(workdir, "-n", "results/report.html", configfile="my-typo.yaml", timeout=120)
     assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
+    last = proc.stdout.strip().splitlines()[-1]  # Snakemake prints the traceback on stdout
     assert "FileNotFoundError" in last and "my-typo.yaml" in last, last
 
 
