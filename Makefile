@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention test test-slurm bench bench-analysis sweep mutants clean-results
+.PHONY: report intervention test test-slurm bench bench-analysis bench-scale sweep mutants mutation clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 bench-analysis: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python benchmarks/bench_analysis.py
 
+# Tokenization + corpus statistics on synthetic corpora up to V = 50k, 100 M tokens (~15 min; benchmarks/RESULTS.md).
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --baseline
+
 # The default-scale sweep (tokens/s, validation loss, learned fraction per candidate; benchmarks/scale_sweep.md).
 sweep: $(STAMP)
 	$(BIN)/snakemake --cores 2 results/shakespeare/tokens/meta.json
@@ -44,6 +48,13 @@ sweep: $(STAMP)
 
 clean-results:
 	rm -rf results .snakemake
+
+# mutmut over the core modules with the fast unit tests ([tool.mutmut] in pyproject.toml; about 30 min on 2 cores);
+# the score and the surviving mutants judged equivalent are recorded in docs/testing.md.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q mutmut==3.8.1
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
 
 # Deliberate single bugs checked against the tests that must catch them (tests/mutants.py; a few minutes).
 mutants: $(STAMP)

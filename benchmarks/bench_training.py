@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from corpus_weights.model import GPT, GPTConfig, flops_per_token
-from corpus_weights.training import (TrainConfig, _cpu_name, autocast_ctx, build_optimizer, matmul_peak_tflops,
-                                     resolve_compile, resolve_device, resolve_dtype, train_step)
+from corpus_weights.hardware import cpu_name, matmul_peak_tflops
+from corpus_weights.training import (TrainConfig, autocast_ctx, build_optimizer, resolve_compile, resolve_device,
+                                     resolve_dtype, train_step)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ def main(argv=None):
     fpt = flops_per_token(cfg)
     n_params = GPT(cfg).n_params()
 
-    print(f"device={device} ({_cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}) "
+    print(f"device={device} ({cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}) "
           f"threads={torch.get_num_threads()} torch={torch.__version__} load={load_before}")
     print(f"params={n_params:,} flops/token={fpt:,} = 6*(V*d + 12*L*d^2) + 12*L*ctx*d")
     print(f"trainer: batch={B} dtype={cdtype} ({dreason}) compile={use_compile} ({creason})")
@@ -192,7 +193,7 @@ def write_results(path: Path, v: dict):
     except Exception:
         ncpu, cores = os.cpu_count(), "?"
     dev = v["device"]
-    name = _cpu_name() if dev.type == "cpu" else torch.cuda.get_device_name()
+    name = cpu_name() if dev.type == "cpu" else torch.cuda.get_device_name()
     lb, la = v["load_before"], v["load_after"]
     loaded = max(lb[0], la[0]) > 0.5
     lines = [

@@ -39,10 +39,11 @@ def zipf_sampler(vocab: int, exponent: float, rng: np.random.Generator):
     return lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), vocab - 1)
 
 
-def token_chunks(vocab: int, tokens: int, seed: int, stickiness: float = 0.6, successors: int = 8):
+def token_chunks(vocab: int, tokens: int, seed: int, stickiness: float = 0.2, successors: int = 64,
+                 exponent: float = 0.8):
     """Id arrays of ``CHUNK`` tokens (the last shorter) forming one Markov stream of ``tokens`` ids."""
     rng = np.random.default_rng(seed)
-    draw = zipf_sampler(vocab, 1.05, rng)
+    draw = zipf_sampler(vocab, exponent, rng)
     succ_table = draw(vocab * successors).reshape(vocab, successors)  # each word's likely successors
     succ_rank = zipf_sampler(successors, 1.0, rng)
     prev = int(draw(1)[0])

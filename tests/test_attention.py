@@ -70,3 +70,27 @@ def test_positive_controls_on_a_planted_model_and_on_noise():
     w["W_U"] = rng.standard_normal(w["W_U"].shape)
     pc0 = positive_controls(w, C, pi, top, bins, 200, seed=0)
     assert abs(pc0["bigram"]["z"]) < 3
+
+
+def test_qk_and_ov_circuits_planted():
+    """Scores from the QK circuit equal the model's own per-head scores q·k/√d_h; the OV circuit equals the head's
+    value path; both sum over heads to the layer's full products; an unfolded ln1 weight is applied."""
+    from corpus_weights.circuits import ov_circuit, qk_circuit
+
+    rng = np.random.default_rng(0)
+    d, H = 12, 3
+    dh = d // H
+    W = {f"L0.{k}": rng.standard_normal((d, d)) for k in ("W_Q", "W_K", "W_V", "W_O")}
+    x, y = rng.standard_normal(d), rng.standard_normal(d)
+    QK, OV = qk_circuit(W, 0, H), ov_circuit(W, 0, H)
+    q, k, v = W["L0.W_Q"] @ x, W["L0.W_K"] @ y, W["L0.W_V"] @ y
+    for h in range(H):
+        sl = slice(h * dh, (h + 1) * dh)
+        assert np.isclose(x @ QK[h] @ y, q[sl] @ k[sl] / np.sqrt(dh))
+        assert np.allclose(OV[h] @ y, W["L0.W_O"][:, sl] @ v[sl])
+    assert np.allclose(QK.sum(0) * np.sqrt(dh), W["L0.W_Q"].T @ W["L0.W_K"])
+    assert np.allclose(OV.sum(0), W["L0.W_O"] @ W["L0.W_V"])
+    g = rng.uniform(0.5, 2.0, d)  # an unfolded LayerNorm weight scales the residual side of Q, K and V
+    Wg = {**W, "L0.ln1.w": g}
+    assert np.isclose(x @ qk_circuit(Wg, 0, H)[1] @ y, (g * x) @ QK[1] @ (g * y))
+    assert np.allclose(ov_circuit(Wg, 0, H)[2] @ y, OV[2] @ (g * y))

@@ -124,3 +124,51 @@ def test_symmetric_counts_pr_exact_matches_dense():
     p = s / s.sum()
     assert np.isclose(stats["effective_rank_top_k"], np.exp(-(p * np.log(p)).sum()))
     assert 0.99 < stats["top_k_energy_share"] <= 1.0 + 1e-12
+
+
+def test_bigram_counts_in_chunks_from_a_memory_map(tmp_path, monkeypatch):
+    """Chunk boundaries lose no pair, a memory-mapped stream gives the same table, and a vocabulary too large for
+    32-bit pair keys (V**2 > 2**32) still counts exactly."""
+    import corpus_weights.corpus_stats as cs
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 40, size=5_001)
+    expected = np.zeros((40, 40))
+    np.add.at(expected, (ids[:-1], ids[1:]), 1)
+    monkeypatch.setattr(cs, "PAIR_CHUNK", 7)  # many chunks, pairs straddling every boundary
+    np.save(tmp_path / "ids.npy", ids.astype(np.int32))
+    mapped = np.load(tmp_path / "ids.npy", mmap_mode="r")
+    assert np.array_equal(bigram_counts(mapped, 40).toarray(), expected)
+    assert np.allclose(unigram_distribution(mapped, 40), np.bincount(ids, minlength=40) / ids.size)
+    big = 70_000  # 70_000**2 > 2**32: uint64 keys
+    C = bigram_counts(np.array([69_999, 0, 69_999, 0, 5]), big)
+    assert C.shape == (big, big) and C[69_999, 0] == 2 and C[0, 69_999] == 1 and C[0, 5] == 1 and C.nnz == 3
+
+
+def test_threaded_sparse_product_equals_the_plain_one(monkeypatch):
+    import corpus_weights.corpus_stats as cs
+
+    A = sp.random(3_000, 2_000, density=0.2, format="csr", random_state=1)
+    X = np.random.default_rng(2).standard_normal((2_000, 7))
+    assert np.allclose(cs.sparse_matmul(A, X, threads=3), A @ X)
+    # and the singular values through the threaded operator equal those through the matrix itself
+    monkeypatch.setattr(cs, "THREADED_NNZ", 0)
+    monkeypatch.setattr(cs, "_threads", lambda: 2)
+    s_threaded = cs.top_singular(A, 5, vectors=False)
+    monkeypatch.setattr(cs, "THREADED_NNZ", 10**12)
+    assert np.allclose(s_threaded, cs.top_singular(A, 5, vectors=False), rtol=1e-10)
+
+
+def test_both_solvers_give_the_same_top_singular_values(monkeypatch):
+    """PROPACK (small matrices) and ARPACK (large ones) agree; the switch is only a matter of speed and memory."""
+    import corpus_weights.corpus_stats as cs
+
+    rng = np.random.default_rng(3)
+    A = sp.csr_matrix(rng.standard_normal((300, 8)) @ np.diag(np.linspace(10, 1, 8)) @ rng.standard_normal((8, 200))
+                      + 0.01 * rng.standard_normal((300, 200)))
+    U1, s1, Vt1 = cs.top_singular(A, 6)
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 0)
+    U2, s2, Vt2 = cs.top_singular(A, 6)
+    assert np.allclose(s1, s2, rtol=1e-10)
+    assert np.allclose(np.abs(np.sum(U1 * U2, axis=0)), 1.0, atol=1e-8)
+    assert np.allclose(s1, np.linalg.svd(A.toarray(), compute_uv=False)[:6], rtol=1e-10)

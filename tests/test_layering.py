@@ -7,8 +7,8 @@ from pathlib import Path
 import corpus_weights
 
 PKG = Path(corpus_weights.__file__).parent
-TORCH_MODULES = {"model", "training", "weights"}
-LEAVES = {"linalg", "workflow_io", "note_values"}
+TORCH_MODULES = {"model", "training", "weights", "hardware"}
+LEAVES = {"linalg", "workflow_io", "note_values", "circuits", "hardware"}
 
 
 def imports():

@@ -76,3 +76,25 @@ def test_shuffle_keeps_unigrams_destroys_bigrams():
     assert np.array_equal(sh, shuffle_tokens(ids, seed=1)) and not np.array_equal(sh, ids)
     follows = np.mean((sh[1:] - sh[:-1]) % 10 == 1)
     assert follows < 0.3
+
+
+@pytest.mark.parametrize("kind, size", [("word", 300), ("bpe", 120)])
+def test_streamed_file_gives_the_tokenizer_and_ids_of_the_whole_text(tmp_path, kind, size):
+    """Blocks end at line breaks (multi-byte characters are never cut), training on blocks equals training on the
+    text, and the incrementally written, memory-mapped split equals split_train_val of encode."""
+    from corpus_weights.tokenizing import encode_file, text_blocks, write_split
+
+    text = "".join(f"Ünïcødé line {i}: naïve café — “quoted” {i % 7} words, déjà vu.\n" for i in range(400))
+    path = tmp_path / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    blocks = list(text_blocks(path, block_bytes=97))
+    assert "".join(blocks) == text and len(blocks) > 50 and all(b.endswith("\n") for b in blocks)
+    whole, info_whole = train_tokenizer(text, kind, size)
+    streamed, info_streamed = train_tokenizer(text_blocks(path, block_bytes=97), kind, size)
+    assert whole.get_vocab() == streamed.get_vocab() and info_whole == info_streamed
+    n = encode_file(streamed, path, tmp_path / "raw", block_bytes=97)
+    train, val = split_train_val(encode(whole, text), 0.1)
+    assert (n_split := write_split(tmp_path / "raw", n, 0.1, tmp_path / "tr.npy", tmp_path / "va.npy")) == (
+        train.size, val.size)
+    assert np.array_equal(np.load(tmp_path / "tr.npy"), train) and np.array_equal(np.load(tmp_path / "va.npy"), val)
+    assert sum(n_split) == n

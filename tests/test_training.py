@@ -154,8 +154,10 @@ def test_dtype_choice_depends_on_cpu_flags_only(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("resolve_dtype must not time anything")
 
-    monkeypatch.setattr(training, "_time_matmul", boom)
-    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    from corpus_weights import hardware
+
+    monkeypatch.setattr(hardware, "time_matmul", boom)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert training.resolve_dtype("auto", torch.device("cpu"))[0] == torch.bfloat16
-    monkeypatch.setattr(training, "_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "fma"})
     assert training.resolve_dtype("auto", torch.device("cpu"))[0] == torch.float32

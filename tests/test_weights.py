@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.weights import (contract_keys, extract_weights, load_model_safetensors, load_weights_npz,
-                                    residual_vectors, save_model_safetensors, save_weights_npz)
+from corpus_weights.residual_space import residual_vectors
+from corpus_weights.weights import contract_keys, extract_weights, load_model_safetensors, save_model_safetensors
+from corpus_weights.workflow_io import load_weights_npz, save_weights_npz
 
 CFG = GPTConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, context=16)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .circuits import ln_scale, qk_circuit
 from .linalg import double_centre, row_centre
 from .nulls import benjamini_hochberg, normal_p, permutation_test_factors
 from .residual_space import layernorm, n_layers
@@ -20,11 +21,11 @@ from .residual_space import layernorm, n_layers
 
 def qk_residual_forms(W_Q: np.ndarray, W_K: np.ndarray, n_head: int, ln_w: np.ndarray | None = None) -> list:
     """Per-head residual-space bilinear forms M_h = W_Q,hᵀ W_K,h / √d_h (d x d each); score(x, y) = x M_h yᵀ.
+    The matrices-in form of :func:`circuits.qk_circuit` (which takes the weights dict and a layer).
 
     ln_w: the ln1 weight if NOT folded (multiplied into both sides); None for folded weights."""
-    W_Q, W_K = _apply_ln(W_Q, W_K, ln_w)
-    dh = W_Q.shape[0] // n_head
-    return [W_Q[h * dh:(h + 1) * dh].T @ W_K[h * dh:(h + 1) * dh] / np.sqrt(dh) for h in range(n_head)]
+    weights = {"L0.W_Q": W_Q, "L0.W_K": W_K, **({} if ln_w is None else {"L0.ln1.w": ln_w})}
+    return list(qk_circuit(weights, 0, n_head))
 
 
 def _apply_ln(W_Q, W_K, ln_w):
@@ -115,9 +116,7 @@ def attention_vs_corpus(weights: dict, C, top_idx: np.ndarray, n_head: int, smoo
     S = double_centre(preceding_token_statistic(C, top_idx, "pmi", smoothing))
     Fs, Gs, keys = [], [], []
     for i in range(n_layers(weights)):
-        lw = weights.get(f"L{i}.ln1.w")
-        lw = None if lw is None or np.allclose(lw, 1.0) else np.asarray(lw, dtype=np.float64)
-        F, G = qk_factors(weights[f"L{i}.W_Q"], weights[f"L{i}.W_K"], n_head, X, lw)
+        F, G = qk_factors(weights[f"L{i}.W_Q"], weights[f"L{i}.W_K"], n_head, X, ln_scale(weights, i))
         Fs.append(F)
         Gs.append(G)
         keys += [(i, h) for h in range(n_head)]

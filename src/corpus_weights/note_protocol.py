@@ -15,13 +15,12 @@ import math
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .corpus_stats import transition_matrix  # noqa: F401  (re-exported: the note builds T_proj from it)
 from .nulls import random_rotation_cosine_null_multi
 from .note_values import NOTE
 from .projection import orth_qr
-from .residual_space import LAYER_MATRICES, matrix_type, n_layers, residual_vectors
+from .residual_space import LAYER_MATRICES, n_layers, residual_vectors
 
 
 

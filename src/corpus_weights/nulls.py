@@ -18,7 +18,7 @@ import numpy as np
 
 from scipy.special import ndtr
 
-from .linalg import cosine, row_centre  # noqa: F401  (cosine re-exported for the note protocol)
+from .linalg import row_centre
 
 
 def log_frequency_bins(counts: np.ndarray, n_bins: int = 20) -> np.ndarray:

@@ -9,8 +9,6 @@ Centring conventions (stated everywhere, as measurement.md asks):
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
-
 import numpy as np
 import pandas as pd
 

@@ -6,10 +6,8 @@ the note's numbers come from `note_values.NOTE`. The keys of metrics.json are do
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
-import os
 from importlib import resources
 
 import jinja2
@@ -22,8 +20,10 @@ import pandas as pd  # noqa: E402
 
 from .gates import evaluate_gates  # noqa: E402
 from .intervention import paired_differences  # noqa: E402
+from . import report_tables as tables  # noqa: E402
 from .note_values import NOTE  # noqa: E402
-from .verdicts import all_verdicts, fmt as _fmt, pm as _pm  # noqa: E402
+from .report_tables import html_table as _table  # noqa: E402
+from .verdicts import all_verdicts, fmt as _fmt  # noqa: E402
 from .workflow_io import read_json  # noqa: E402
 
 ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
@@ -109,17 +109,6 @@ def spectra_heatmap(ws: pd.DataFrame) -> bytes:
                                                                           if m in set(per.matrix)])
     return _heatmap(pr.to_numpy(dtype=float), list(pr.index), [f"L{x}" for x in pr.columns],
                     "participation ratio of each weight matrix (singular values²)", "PR", "viridis", digits=1)
-
-
-def _table(rows: list[dict], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "<p><em>(no rows)</em></p>"
-    columns = columns or list(rows[0].keys())
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
-        for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _mean_sd(values):
@@ -300,31 +289,28 @@ def _intervention_figure(runs: list[dict]) -> bytes:
     return _figure_to_data_uri(fig)
 
 
-def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
-    K_list = list(params["K"])
-    K = int(params["headline_K"])
+def load_inputs(inputs: dict, params: dict) -> dict:
+    """Everything the report reads, from the rule's declared inputs and params only."""
     cfg = params["config"]
-    d = int(cfg["model"]["d_model"])
-    manifest = read_json(inputs["manifest"])
-    tokens_meta = read_json(inputs["tokens_meta"])
-    spectra = pd.read_parquet(inputs["spectra"])
-
-    runs = {}
-    for run, log_path, summary_path in zip(params["runs"], inputs["train_logs"], inputs["train_summaries"]):
-        runs[run] = {"log": pd.read_parquet(log_path), "summary": read_json(summary_path)}
-
+    runs = {run: {"log": pd.read_parquet(log_path), "summary": read_json(summary_path)}
+            for run, log_path, summary_path in zip(params["runs"], inputs["train_logs"], inputs["train_summaries"])}
     results = {mdl["label"]: load_model_results(mdl["files"]) for mdl in params["models"]}
-    labels = [mdl["label"] for mdl in params["models"]]
     main_label = next(mdl["label"] for mdl in params["models"] if mdl["role"] == "main")
-    main_res = results[main_label]
+    return dict(cfg=cfg, K_list=list(params["K"]), K=int(params["headline_K"]), d=int(cfg["model"]["d_model"]),
+                manifest=read_json(inputs["manifest"]), tokens_meta=read_json(inputs["tokens_meta"]),
+                spectra=pd.read_parquet(inputs["spectra"]), runs=runs, results=results,
+                labels=[mdl["label"] for mdl in params["models"]], main_label=main_label,
+                main_res=results[main_label], intervention=[read_json(p) for p in inputs.get("intervention", [])])
 
+
+def spectra_metrics(spectra: pd.DataFrame, weight_spectra: pd.DataFrame) -> dict:
+    """Participation ratios of the corpus matrices (and W_E's covariance) and the depth ceil(PR / 3) each implies."""
     def spectrum(name, column="pr"):
         sel = spectra[spectra["name"] == name]
         return None if sel.empty or pd.isna(sel[column].iloc[0]) else float(sel[column].iloc[0])
 
-    ws = main_res["weight_spectra"]
-    we_cov = ws[ws["name"].str.startswith("W_E^T diag(pi) W_E")]
-    spectra_m = {
+    we_cov = weight_spectra[weight_spectra["name"].str.startswith("W_E^T diag(pi) W_E")]
+    out = {
         "pr_symmetric": spectrum("C + C^T (symmetric raw bigram counts)"),
         "pr_symmetric_abs": spectrum("C + C^T, |eigenvalues| (top-k)"),
         "pr_symmetric_signed": spectrum("C + C^T, signed eigenvalues (exact)"),
@@ -333,66 +319,85 @@ def build_report(inputs: dict, params: dict) -> tuple[str, dict]:
         "pr_we_cov": None if we_cov.empty else float(we_cov["pr"].iloc[0]),
     }
     for key in ["symmetric", "symmetric_abs", "ppmi", "sigma_e", "we_cov"]:
-        pr = spectra_m[f"pr_{key}"]
-        spectra_m[f"L_opt_{key}"] = None if pr is None else int(math.ceil(pr / 3))
+        pr = out[f"pr_{key}"]
+        out[f"L_opt_{key}"] = None if pr is None else int(math.ceil(pr / 3))
+    return out
 
+
+def run_card(data: dict, params: dict) -> tuple[dict, dict]:
+    """metrics.json's `config` and `corpus` blocks: what was run, on what."""
+    cfg, meta, manifest = data["cfg"], data["tokens_meta"], data["manifest"]
+    config = {"n_layer": cfg["model"]["n_layer"], "d_model": data["d"], "n_head": cfg["model"]["n_head"],
+              "context": cfg["model"]["context"], "vocab_size": meta["vocab_size"],
+              "requested_vocab_size": meta.get("requested_vocab_size"), "vocab_shrunk": bool(meta.get("shrunk", False)),
+              "seeds": list(cfg["train"]["seeds"]), "train_tokens": cfg["train"]["tokens"],
+              "config_hash": params.get("config_hash")}
+    corpus = {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"), "n_chars": manifest.get("n_chars"),
+              "n_tokens": meta.get("n_tokens"), "n_train": meta.get("n_train"), "n_val": meta.get("n_val"),
+              "sha256": manifest.get("sha256")}
+    return config, corpus
+
+
+TRAINING_KEYS = ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled", "final_train_loss",
+                 "final_val_loss", "resumed_from_step", "seed"]
+
+
+def collect_metrics(data: dict, params: dict) -> dict:
+    """metrics.json (docs/metrics.md): per-model metrics, gates, seed statistics, verdicts, run times."""
+    K, d, main_label, results = data["K"], data["d"], data["main_label"], data["results"]
     models = {lab: model_metrics(res, K) for lab, res in results.items()}
     gate_inputs = [dict(label=lab, role=mm["role"], seed=mm["seed"], tokens=mm["tokens"],
                         ladder=mm["corrected"]["ladder"], controls=mm["corrected"]["positive_control"],
                         alignment=results[lab]["alignment"]) for lab, mm in models.items()]
+    config, corpus = run_card(data, params)
     metrics = {
-        "schema": "corpus-weights metrics v2 (docs/metrics.md)",
-        "K": K, "K_list": K_list, "K_over_d": K / d,
-        "config": {"n_layer": cfg["model"]["n_layer"], "d_model": d, "n_head": cfg["model"]["n_head"],
-                   "context": cfg["model"]["context"], "vocab_size": tokens_meta["vocab_size"],
-                   "requested_vocab_size": tokens_meta.get("requested_vocab_size"),
-                   "vocab_shrunk": bool(tokens_meta.get("shrunk", False)), "seeds": list(cfg["train"]["seeds"]),
-                   "train_tokens": cfg["train"]["tokens"], "config_hash": params.get("config_hash")},
-        "corpus": {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"),
-                   "n_chars": manifest.get("n_chars"), "n_tokens": tokens_meta.get("n_tokens"),
-                   "n_train": tokens_meta.get("n_train"), "n_val": tokens_meta.get("n_val"),
-                   "sha256": manifest.get("sha256")},
-        "spectra": spectra_m,
-        "training": {run: {**{k: info["summary"].get(k) for k in
-                              ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled",
-                               "final_train_loss", "final_val_loss", "resumed_from_step", "seed"]},
-                           "wall_s": info["summary"].get("elapsed_s")}
-                     for run, info in runs.items()},
-        "main_label": main_label,
-        "models": models,
-        "gates": evaluate_gates(gate_inputs),
-        "note": NOTE,
+        "schema": "corpus-weights metrics v2 (docs/metrics.md)", "K": K, "K_list": data["K_list"], "K_over_d": K / d,
+        "config": config, "corpus": corpus,
+        "spectra": spectra_metrics(data["spectra"], data["main_res"]["weight_spectra"]),
+        "training": {run: {**{k: info["summary"].get(k) for k in TRAINING_KEYS},
+                           "wall_s": info["summary"].get("elapsed_s")} for run, info in data["runs"].items()},
+        "main_label": main_label, "models": models, "gates": evaluate_gates(gate_inputs), "note": NOTE,
     }
     metrics["seeds"] = seed_statistics(models, K / d)
-    main = models[main_label]
-    metrics["note_protocol"] = main["note_protocol"]
+    metrics["note_protocol"] = models[main_label]["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
-    intervention_runs = [read_json(p) for p in inputs.get("intervention", [])]
-    if intervention_runs:
-        unigram = models[main_label]["corrected"]["ladder"]["unigram_ce"]
-        metrics["intervention"] = intervention_metrics(intervention_runs, unigram)
-        metrics["verdicts"].append({"id": "intervention", **metrics["intervention"]["verdict"],
-                                    "note_value": "(a slogan)", "ours": "see the Intervention section",
-                                    "null": "random init, same seeds", "gates": ["G1 (every variant)", "seeds"],
-                                    "reason": metrics["intervention"]["gate"]["reason"]})
+    if data["intervention"]:
+        iv = metrics["intervention"] = intervention_metrics(
+            data["intervention"], models[main_label]["corrected"]["ladder"]["unigram_ce"])
+        metrics["verdicts"].append({"id": "intervention", **iv["verdict"], "note_value": "(a slogan)",
+                                    "ours": "see the Intervention section", "null": "random init, same seeds",
+                                    "gates": ["G1 (every variant)", "seeds"], "reason": iv["gate"]["reason"]})
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
     metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
                            "summed_wall_seconds": sum(r["seconds"] for r in analysis)}
+    return metrics
 
-    figures = {"loss_ladder": _ladder_figure(models), "training": _training_figure(runs),
-               "r2k": _r2k_figure(main_res["projections"], d, "W"), "r2k_dW": _r2k_figure(main_res["projections"], d, "dW"),
-               "attention_layers": _attention_figure(results, labels),
+
+def report_figures(data: dict, metrics: dict) -> dict:
+    """Every figure of the page as PNG bytes (also written to report_files/)."""
+    main_res, K, d = data["main_res"], data["K"], data["d"]
+    figures = {"loss_ladder": _ladder_figure(metrics["models"]), "training": _training_figure(data["runs"]),
+               "r2k": _r2k_figure(main_res["projections"], d, "W"),
+               "r2k_dW": _r2k_figure(main_res["projections"], d, "dW"),
+               "attention_layers": _attention_figure(data["results"], data["labels"]),
                "matrix_layer_heatmap": matrix_layer_heatmap(main_res["projections"], K),
                "head_heatmap": head_heatmap(main_res["attention"]),
                "spectra_heatmap": spectra_heatmap(main_res["weight_spectra"])}
-    if intervention_runs:
-        figures["intervention"] = _intervention_figure(intervention_runs)
-    proj = main_res["projections"]
-    tables = {"per_matrix": proj[proj.K == K], "per_head": main_res["attention"],
+    if data["intervention"]:
+        figures["intervention"] = _intervention_figure(data["intervention"])
+    return figures
+
+
+def build_report(inputs: dict, params: dict) -> tuple[str, dict, dict]:
+    """(html, metrics, {figures, tables}) from the rule's inputs and params."""
+    data = load_inputs(inputs, params)
+    metrics = collect_metrics(data, params)
+    figures = report_figures(data, metrics)
+    main_res, proj = data["main_res"], data["main_res"]["projections"]
+    tables = {"per_matrix": proj[proj.K == data["K"]], "per_head": main_res["attention"],
               "weight_spectra": main_res["weight_spectra"], "runtimes": pd.DataFrame(metrics["benchmarks"])}
-    html_text = _render(metrics, runs, results, labels, K, d, spectra, main_res, figures)
-    return html_text, metrics, {"figures": figures, "tables": tables}
+    return render_page(metrics, data, figures), metrics, {"figures": figures, "tables": tables}
 
 
 def _training_figure(runs) -> str:
@@ -485,140 +490,26 @@ def _gate_rows(gates: dict) -> list[dict]:
              "condition": g["rule"], "values": _gate_summary(g)} for g in gates.values()]
 
 
-def _render(metrics, runs, results, labels, K, d, spectra, main_res, figures) -> str:
-    note = NOTE
-    models = metrics["models"]
-    main = models[metrics["main_label"]]
-    notep = metrics["note_protocol"]
-    n_layer = metrics["config"]["n_layer"]
-    seeds = metrics["seeds"]
-
-    qk_rows = []
-    layer_r = main["corrected"]["attention"]["mean_r_by_layer"]
-    for layer in range(max(n_layer, len(note["qk_cosines"]))):
-        ours_note = notep.get("qk_cosines") or []
-        qk_rows.append({
-            "layer": f"L{layer}",
-            "note's value": note["qk_cosines"][layer] if layer < len(note["qk_cosines"]) else None,
-            "ours, note protocol (cos)": ours_note[layer] if layer < len(ours_note) else None,
-            "random-rotation null": (f"{_fmt(notep.get('qk_cosine_null_mean'))} ± {_fmt(notep.get('qk_cosine_null_sd'))}"
-                                     if layer < n_layer else "—"),
-            "ours, corrected (mean head r)": layer_r[layer] if layer < len(layer_r) else None,
-        })
-
-    source_rows = [
-        {"source": f"corpus basis, linear (K={K})", "note's value": note["r2_corpus_linear"],
-         "ours, note protocol": notep["r2_linear_all"],
-         "ours, note protocol without embeddings": notep["r2_linear_nonembed"],
-         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_corpus"])},
-        {"source": "its null (corpus token identities scrambled within frequency bins)", "note's value": None,
-         "ours, note protocol": None, "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)":
-             f"{_fmt(seeds['share_corpus_null']['mean'])} ± {_fmt(seeds.get('share_corpus_null_draw_sd'))} (draws)"},
-        {"source": "direct (corpus-derived) prediction", "note's value": note["r2_direct"],
-         "ours, note protocol": notep["r2_direct"], "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)": None},
-        {"source": "random", "note's value": note["r2_random"], "ours, note protocol": notep["r2_random"],
-         "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_random"])},
-        {"source": "W_E's own PCA", "note's value": None, "ours, note protocol": None,
-         "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_we_pca"])},
-        {"source": "weights' own PCA (upper bound)", "note's value": None, "ours, note protocol": None,
-         "ours, note protocol without embeddings": None,
-         "ours, corrected (share, aligned; mean ± sd over seeds)": _pm(seeds["share_own_pca"])},
-    ]
-
-    sp = metrics["spectra"]
-    pr_rows = [
-        {"matrix": "C + Cᵀ, squared eigenvalues", "note's PR": note["pr_symmetric"], "our PR": sp["pr_symmetric"],
-         "note's L_opt": note["L_opt"], "our L_opt": sp["L_opt_symmetric"], "actual depth": n_layer},
-        {"matrix": "C + Cᵀ, |eigenvalues| (top-k)", "note's PR": None, "our PR": sp["pr_symmetric_abs"],
-         "note's L_opt": None, "our L_opt": sp["L_opt_symmetric_abs"], "actual depth": n_layer},
-        {"matrix": "C + Cᵀ, signed eigenvalues", "note's PR": None, "our PR": sp["pr_symmetric_signed"],
-         "note's L_opt": None, "our L_opt": None, "actual depth": n_layer},
-        {"matrix": "PPMI", "note's PR": None, "our PR": sp["pr_ppmi"], "note's L_opt": None,
-         "our L_opt": sp["L_opt_ppmi"], "actual depth": n_layer},
-        {"matrix": "Σ_E (corpus covariance)", "note's PR": None, "our PR": sp["pr_sigma_e"], "note's L_opt": None,
-         "our L_opt": sp["L_opt_sigma_e"], "actual depth": n_layer},
-        {"matrix": "W_Eᵀ diag(π) W_E (trained)", "note's PR": None, "our PR": sp["pr_we_cov"], "note's L_opt": None,
-         "our L_opt": sp["L_opt_we_cov"], "actual depth": n_layer},
-    ]
-
-    acc = notep.get("accounting") or {}
-    nacc = note["accounting"]
-    acc_rows = [{"quantity": key, "note's value": nacc.get(key), "ours (note protocol)": acc.get(key)}
-                for key in ["basis_params", "score_params", "non_weight_params", "weight_structure", "raw_weight_params",
-                            "rows", "compression", "derivable_share"]]
-
-    l0_rows = [{"quantity": "|cos| of L0 W_Q's top singular vector with T_proj's leading singular vector",
-                "note's value": note["l0_wq_alignment"], "ours, note protocol": notep["l0_wq_alignment"],
-                "random-direction expectation": notep["l0_wq_alignment_null_mean"]}]
-
-    control_rows = []
-    for lab in labels:
-        c = models[lab]["corrected"]
-        pc, vm = c["positive_control"], c["vocab_map"]
-        control_rows.append({
-            "model": lab, "val loss": c["ladder"]["val_loss"], "CE pos 0": c["ladder"]["ce_pos0"],
-            "g": c["ladder"]["learned_fraction"],
-            "bigram r": pc["bigram"]["r"], "bigram z": pc["bigram"].get("z"),
-            "unigram r": pc["unigram"]["r"], "direct/full": pc.get("direct_over_full"),
-            "map held-out R²": vm["vocab_map_heldout_r2"], "map null mean": (vm["vocab_map_null"] or {}).get("mean"),
-            "map p": (vm["vocab_map_null"] or {}).get("p"),
-            "Procrustes cos": c["procrustes"]["heldout_cos"], "CKA (debiased)": c["cka"]["debiased"],
-            f"share corpus (K={K})": c["projection_share"]["corpus_aligned"],
-            "share null": c["projection_share"]["corpus_null"], "p vs null": c["projection_share_p_vs_null"],
-            "share W_E PCA": c["projection_share"]["we_pca"],
-            "heads (BH)": f"{c['attention']['significant_bh']}/{c['attention']['heads']}",
-        })
-
-    proj = main_res["projections"]
-    sel = proj[(proj.K == K) & (proj.target == "W") & proj.basis.isin(["corpus_aligned", "corpus_null", "random",
-                                                                        "own_pca"])]
-    pm = sel.pivot_table(index=["matrix", "layer"], columns="basis", values="share").reset_index()
-    extra = proj[(proj.K == K) & (proj.target == "W") & (proj.basis == "corpus_aligned")][
-        ["matrix", "layer", "normalised", "p_vs_null"]]
-    per_matrix_rows = pm.merge(extra, on=["matrix", "layer"], how="left").to_dict("records")
-
-    train_rows = []
-    for run, info in runs.items():
-        s = info["summary"]
-        train_rows.append({"run": run, "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
-                           "final train loss": s.get("final_train_loss"), "final val loss": s.get("final_val_loss"),
-                           "tokens/s": s.get("tokens_per_s"), "MFU": s.get("mfu"), "wall s": s.get("elapsed_s"),
-                           "device": s.get("device"), "dtype": s.get("dtype"),
-                           "resumed from step": s.get("resumed_from_step")})
-
-    intervention_rows = []
-    iv = metrics.get("intervention")
-    if iv:
-        for v in iv["variants"]:
-            pv = iv["per_variant"][v]
-            row = {"init": v, "final val loss": _pm(pv["final_val_loss"]), "g": _pm(pv["learned_fraction"]),
-                   "tokens to bigram CE": _pm(pv["tokens_to_bigram"]),
-                   f"tokens to {1.02:.2f}× random's final loss": _pm(pv["tokens_to_random_final"])}
-            for key, label in (("final_val_loss", "Δ final loss vs random"),
-                               ("tokens_to_random_final", "Δ tokens vs random")):
-                dd = iv["differences"][key].get(v)
-                row[label] = ("—" if not dd or dd["mean"] is None else _fmt(dd["mean"]) + (
-                    f" [{_fmt(dd['ci95'][0])}, {_fmt(dd['ci95'][1])}]" if dd["ci95"] else ""))
-            snaps = pv["share_by_snapshot"]
-            row["aligned share (start → end)"] = " → ".join(_fmt(snaps[k]["mean"]) for k in sorted(snaps))
-            intervention_rows.append(row)
+def render_page(metrics: dict, data: dict, figures: dict) -> str:
+    """The HTML page (templates/report.html): every table from report_tables, figures inline."""
+    K, main_res = data["K"], data["main_res"]
     template = jinja2.Template(resources.files("corpus_weights").joinpath("templates/report.html").read_text(),
                                autoescape=True)
+    intervention = tables.intervention_rows(metrics)
     return template.render(
-        m=metrics, note=note, K=K, d=d, fmt=_fmt, verdicts=metrics["verdicts"],
-        gate_table=_table(_gate_rows(metrics["gates"])),
-        qk_table=_table(qk_rows), source_table=_table(source_rows), pr_table=_table(pr_rows),
-        accounting_table=_table(acc_rows), l0_table=_table(l0_rows), control_table=_table(control_rows),
-        per_matrix_table=_table(per_matrix_rows), attention_table=_table(main_res["attention"].to_dict("records")),
-        training_table=_table(train_rows), spectra_table=_table(spectra.to_dict("records")),
+        m=metrics, note=NOTE, K=K, d=data["d"], fmt=_fmt, verdicts=metrics["verdicts"],
+        gate_table=_table(_gate_rows(metrics["gates"])), qk_table=_table(tables.qk_rows(metrics)),
+        source_table=_table(tables.source_rows(metrics, K)), pr_table=_table(tables.pr_rows(metrics)),
+        accounting_table=_table(tables.accounting_rows(metrics)), l0_table=_table(tables.l0_rows(metrics)),
+        control_table=_table(tables.control_rows(metrics, data["labels"], K)),
+        per_matrix_table=_table(tables.per_matrix_rows(main_res["projections"], K)),
+        attention_table=_table(main_res["attention"].to_dict("records")),
+        training_table=_table(tables.train_rows(data["runs"])),
+        spectra_table=_table(data["spectra"].to_dict("records")),
         weight_spectra_table=_table(main_res["weight_spectra"].to_dict("records")),
         benchmark_table=_table(metrics["benchmarks"]),
         fig={name: data_uri(png) for name, png in figures.items()}, invariance=INVARIANCE_SENTENCE,
-        intervention_table=_table(intervention_rows) if intervention_rows else None,
+        intervention_table=_table(intervention) if intervention else None,
     )
 
 

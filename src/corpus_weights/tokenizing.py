@@ -10,6 +10,8 @@ frequencies but destroys bigram structure.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,8 @@ __all__ = [
     "UNK_TOKEN",
     "train_tokenizer",
     "encode",
+    "text_blocks",
+    "encode_file",
     "split_train_val",
     "vocab_table",
     "shuffle_tokens",
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 UNK_TOKEN = "[UNK]"
 _ENCODE_CHUNK_LINES = 20_000
+#: Characters per block when a corpus file is streamed (blocks end at a line break, so no word is cut).
+BLOCK_BYTES = 4_000_000
 
 
 def _pre_tokenizer():
@@ -40,10 +46,43 @@ def _lines(text: str):
     return text.splitlines()
 
 
+def text_blocks(path: str | os.PathLike, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
+    """The UTF-8 text of ``path`` in blocks of about ``block_bytes`` that end at a line break (the last block may
+    not), so a corpus of any size is read with bounded memory and no word is split between blocks."""
+    rest = b""
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(block_bytes)
+            if not chunk:
+                break
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:  # no line break yet: keep reading
+                rest = chunk
+                continue
+            rest = chunk[cut:]
+            yield chunk[:cut].decode("utf-8")
+    if rest:
+        yield rest.decode("utf-8")
+
+
+def _pieces(block: str, n: int) -> list[str]:
+    """``block`` cut at line breaks into about ``n`` pieces (one per core for a parallel batch call)."""
+    size = max(1, len(block) // n)
+    pieces, start = [], 0
+    while start < len(block):
+        end = block.find("\n", start + size)
+        end = len(block) if end < 0 else end + 1
+        pieces.append(block[start:end])
+        start = end
+    return pieces
+
+
 def train_tokenizer(
-    text: str, kind: str, vocab_size: int, lowercase: bool = False
+    text: str | Iterable[str], kind: str, vocab_size: int, lowercase: bool = False
 ) -> tuple[Tokenizer, dict]:
-    """Train a word-level or BPE tokenizer on ``text``.
+    """Train a word-level or BPE tokenizer on ``text`` (a string, or an iterable of blocks such as
+    :func:`text_blocks` yields; line breaks only separate words, so both give the same tokenizer).
 
     ``kind="word"``: WordLevel model keeping the ``vocab_size - 1`` most
     frequent words plus ``[UNK]`` (id 0). ``kind="bpe"``: BPE with
@@ -72,7 +111,10 @@ def train_tokenizer(
     if lowercase:
         tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = _pre_tokenizer()
-    tok.train_from_iterator(_lines(text), trainer=trainer)
+    if isinstance(text, str):
+        tok.train_from_iterator(_lines(text), trainer=trainer)
+    else:  # blocks, each cut into pieces so the trainer's batches keep every core busy
+        tok.train_from_iterator((piece for block in text for piece in _pieces(block, 64)), trainer=trainer)
     if tok.token_to_id(UNK_TOKEN) != 0:  # pragma: no cover - guards a tokenizers behaviour change
         raise RuntimeError(f"{UNK_TOKEN} did not get id 0")
     actual = tok.get_vocab_size()
@@ -106,6 +148,36 @@ def encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
     return np.concatenate(out).astype(np.int32, copy=False)
 
 
+def encode_file(tokenizer: Tokenizer, path: str | os.PathLike, out: str | os.PathLike,
+                block_bytes: int = BLOCK_BYTES) -> int:
+    """Encode a text file block by block into ``out`` (raw int32, written incrementally); returns the token count.
+    The same ids as :func:`encode` on the whole text, with memory bounded by the block size."""
+    n = 0
+    with open(out, "wb") as fh:
+        for block in text_blocks(path, block_bytes):
+            for enc in tokenizer.encode_batch_fast(_pieces(block, 16), add_special_tokens=False):
+                ids = np.asarray(enc.ids, dtype=np.int32)
+                fh.write(ids.tobytes())
+                n += ids.size
+    return n
+
+
+def write_split(raw: str | os.PathLike, n: int, val_fraction: float, train_path, val_path) -> tuple[int, int]:
+    """Split the raw int32 stream of :func:`encode_file` like :func:`split_train_val` into two ``.npy`` files,
+    copying through memory maps (no copy of the whole stream in memory); returns (n_train, n_val)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    stream = np.memmap(raw, dtype=np.int32, mode="r", shape=(n,)) if n else np.zeros(0, dtype=np.int32)
+    cut = n - int(round(n * val_fraction))
+    for path, part in ((train_path, stream[:cut]), (val_path, stream[cut:])):
+        dest = np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(part.size,))
+        for start in range(0, part.size, 16_000_000):
+            dest[start:start + 16_000_000] = part[start:start + 16_000_000]
+        dest.flush()
+        del dest
+    return cut, n - cut
+
+
 def split_train_val(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Contiguous split: the last ``val_fraction`` of the stream is validation.
 
@@ -123,7 +195,7 @@ def split_train_val(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, n
 def vocab_table(tokenizer: Tokenizer, train_ids: np.ndarray) -> pd.DataFrame:
     """Vocabulary as a DataFrame ``(id, token, count)`` sorted by id; counts from ``train_ids``."""
     V = tokenizer.get_vocab_size()
-    counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=V)
+    counts = token_counts(train_ids, V)
     if len(counts) > V:
         raise ValueError(f"train_ids contain id {len(counts) - 1} >= vocab size {V}")
     return pd.DataFrame(
@@ -133,6 +205,17 @@ def vocab_table(tokenizer: Tokenizer, train_ids: np.ndarray) -> pd.DataFrame:
             "count": counts.astype(np.int64),
         }
     )
+
+
+def token_counts(ids: np.ndarray, minlength: int = 0) -> np.ndarray:
+    """Occurrences of every id, counted chunk by chunk (``ids`` may be a memory map of any length)."""
+    counts = np.zeros(int(minlength), dtype=np.int64)
+    for start in range(0, ids.shape[0], 16_000_000):
+        c = np.bincount(np.asarray(ids[start:start + 16_000_000], dtype=np.int64), minlength=counts.size)
+        if c.size > counts.size:
+            counts = np.concatenate([counts, np.zeros(c.size - counts.size, dtype=np.int64)])
+        counts += c
+    return counts
 
 
 def shuffle_tokens(ids: np.ndarray, seed: int) -> np.ndarray:

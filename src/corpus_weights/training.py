@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import hardware
 from .model import GPT, GPTConfig, flops_per_token
 from .weights import save_model_safetensors
 
@@ -97,39 +98,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _time_matmul(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
-    """Achieved TFLOP/s of an n x n matmul (median of reps)."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    (a @ b)
-    sync()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(ts) / 1e12
-
-
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 5) -> float:
-    if n is None:
-        n = 8192 if device.type == "cuda" else 512
-    return _time_matmul(device, dtype, n, reps)
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype, str]:
     """Returns (compute dtype, reason)."""
     if dtype in ("float32", "fp32"):
@@ -145,7 +113,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> tuple[torch.dtype, str]:
     # Decided by the CPU's flags alone, never by a timing probe: a probe run on a busy machine can flip the choice
     # between two runs of the same config, and then "same config + same seed -> identical weights" (and resuming
     # a killed run bit-identically) no longer holds.
-    native = {"amx_bf16", "avx512_bf16"} & _cpu_flags()
+    native = hardware.native_bf16_flags()
     if not native:
         return torch.float32, "cpu lacks amx_bf16/avx512_bf16 (bf16 matmul emulated, slow)"
     return torch.bfloat16, f"cpu has native bf16 matmul ({', '.join(sorted(native))})"
@@ -317,11 +285,34 @@ def train_step(fwd, opt, params, data, it: int, total_steps: int, cfg: "TrainCon
     return loss, lr
 
 
-def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path, val_tokens_path,
-                out_dir, state_dir, log=print, progress_every_s: float = 10.0) -> dict:
-    t_start = time.perf_counter()
-    out_dir, state_dir = Path(out_dir), Path(state_dir)
-    train_tokens_path, val_tokens_path = Path(train_tokens_path), Path(val_tokens_path)
+
+
+# ----------------------------------------------------------------------------- runtime
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the steps run, each choice with its reason (logged and kept in the summary)."""
+    device: torch.device
+    dtype: torch.dtype
+    dtype_reason: str
+    compile: bool
+    compile_reason: str
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def resolved(self) -> dict:
+        """The choices that change the numbers, so they enter the resume fingerprint."""
+        return {"device": self.device.type, "dtype": self.dtype_name, "compile": self.compile}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def resolve_runtime(train_cfg: TrainConfig, total_steps: int) -> Runtime:
+    """Threads, device, determinism (CPU) or TF32 (CUDA), compute dtype and compile, from the config."""
     if train_cfg.threads:
         torch.set_num_threads(int(train_cfg.threads))
     device = resolve_device(train_cfg.device)
@@ -330,240 +321,310 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-    train_data = np.load(train_tokens_path, mmap_mode="r")
-    val_data = np.load(val_tokens_path, mmap_mode="r")
-    C, B = model_cfg.context, train_cfg.batch_size
-    tokens_per_step = B * C
-    total_steps = max(1, train_cfg.tokens // tokens_per_step)
-    for name, d in (("train", train_data), ("val", val_data)):
-        if len(d) < C + 2:
-            raise ValueError(f"{name} tokens ({len(d)}) shorter than context+2 ({C + 2})")
-
     cdtype, dtype_reason = resolve_dtype(train_cfg.dtype, device)
     use_compile, compile_reason = resolve_compile(train_cfg.compile, device, total_steps)
-    resolved = {"device": device.type, "dtype": str(cdtype).removeprefix("torch."), "compile": use_compile}
-    fp = _fingerprint(model_cfg, train_cfg, resolved, [train_tokens_path, val_tokens_path])
-    log(f"[train] device={device} dtype={resolved['dtype']} ({dtype_reason}) compile={use_compile} "
-        f"({compile_reason}) threads={torch.get_num_threads()} steps={total_steps} "
-        f"batch={B}x{C} fingerprint={fp}")
+    return Runtime(device, cdtype, dtype_reason, use_compile, compile_reason)
 
-    # snapshot schedule
-    snap_steps: dict[int, list[int]] = {}
-    for frac in train_cfg.snapshot_fracs:
-        s = round(frac * total_steps)
-        snap_steps.setdefault(s, []).append(round(100 * frac))
 
+# ----------------------------------------------------------------------------- checkpointer
+
+class Checkpointer:
+    """The resume state of one run (see the module docstring): fingerprint check, save, resume, snapshots."""
+
+    def __init__(self, state_dir, fingerprint: str, log=print):
+        self.dir = Path(state_dir)
+        self.snap_dir = self.dir / "snapshots"
+        self.fingerprint, self.log = fingerprint, log
+        self.snap_dir.mkdir(parents=True, exist_ok=True)
+
+    def resume(self, model: GPT, opt, params: list, device: torch.device) -> dict | None:
+        """Load the latest state into model and optimiser; its meta, or None to start from step 0."""
+        loaded = _load_state(self.dir, self.fingerprint)
+        if loaded == "mismatch":
+            self.log(f"[train] state in {self.dir} has a different fingerprint or is unreadable; starting fresh")
+            for old in [*self.dir.glob("state_*"), *self.snap_dir.glob("*")]:
+                old.unlink()
+            (self.dir / "latest.json").unlink(missing_ok=True)
+            return None
+        if loaded is None:
+            return None
+        tensors, meta = loaded
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        sd = opt.state_dict()
+        sd["state"] = {i: st for i in range(len(params))
+                       if (st := {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")})}
+        opt.load_state_dict(sd)
+        torch.set_rng_state(tensors["rng.torch"])
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        self.log(f"[train] resumed from state step {int(meta['step'])} in {self.dir}")
+        return meta
+
+    def save(self, step: int, model: GPT, opt, params: list, meta: dict, device: torch.device) -> None:
+        _save_state(self.dir, step, model, opt, params, {**meta, "fingerprint": self.fingerprint}, device)
+
+    def snapshot(self, model: GPT, step: int, pcts: list[int]) -> None:
+        for pct in pcts:
+            save_model_safetensors(model, self.snap_dir / f"snapshot_{pct:03d}.safetensors", step=step)
+
+    def publish(self, out_dir: Path, snap_steps: dict[int, list[int]]) -> None:
+        """Copy every scheduled snapshot into the run's outputs (each must exist)."""
+        for s, pcts in snap_steps.items():
+            for pct in pcts:
+                src = self.snap_dir / f"snapshot_{pct:03d}.safetensors"
+                if not src.exists():
+                    raise RuntimeError(f"snapshot {pct} (step {s}) missing from {self.snap_dir}")
+                _atomic_copy(src, out_dir / f"snapshot_{pct:03d}.safetensors")
+
+    def remove(self) -> None:
+        """After a successful run: the outputs are complete, the state is waste."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- evaluation and losses
+
+@torch.no_grad()
+def evaluate(model: GPT, data: np.ndarray, windows: np.ndarray, batch_size: int, context: int,
+             runtime: Runtime) -> float:
+    """Mean cross-entropy over fixed windows, eager model (no recompiling for eval mode or a ragged batch)."""
+    model.eval()
+    total, n = 0.0, 0
+    for j in range(0, len(windows), batch_size):
+        x, y = get_batch(data, windows[j:j + batch_size], context)
+        with autocast_ctx(runtime.device, runtime.dtype):
+            _, loss = model(x.to(runtime.device), y.to(runtime.device))
+        total += loss.item() * len(x)
+        n += len(x)
+    model.train()
+    return total / n
+
+
+class LossMonitor:
+    """Training losses kept on the device until checked (one sync per check, not per step); names the exact
+    first non-finite step."""
+
+    def __init__(self, interval_losses: list[float], lr_of):
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.interval = list(interval_losses)  # checked losses since the last evaluation
+        self.lr_of = lr_of
+
+    def add(self, it: int, loss: torch.Tensor) -> None:
+        self.pending.append((it, loss.detach()))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([l for _, l in self.pending]).float().cpu().tolist()
+        for (it, _), v in zip(self.pending, values):
+            if not math.isfinite(v):
+                raise TrainingDiverged(f"training diverged: non-finite loss ({v}) at step {it + 1} "
+                                       f"(iteration {it}, lr={self.lr_of(it):.3g})")
+            self.interval.append(v)
+        self.pending.clear()
+
+    def recent(self, n: int = 20) -> float:
+        return statistics.fmean(self.interval[-n:]) if self.interval else float("nan")
+
+    def take_mean(self) -> float:
+        mean = statistics.fmean(self.interval) if self.interval else float("nan")
+        self.interval.clear()
+        return mean
+
+
+# ----------------------------------------------------------------------------- the run
+
+def build_model(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device) -> GPT:
+    """The seeded initial model; an ``init_embedding`` replaces W_E after the seeded construction, so every other
+    tensor stays bit-identical to the random-init run (the intervention experiment)."""
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
-    if train_cfg.init_embedding:  # after the seeded construction: every other tensor stays bit-identical
+    if train_cfg.init_embedding:
         init = torch.from_numpy(np.load(train_cfg.init_embedding)).float()
         if tuple(init.shape) != tuple(model.wte.weight.shape):
             raise ValueError(f"init_embedding {train_cfg.init_embedding}: shape {tuple(init.shape)}, expected "
                              f"{tuple(model.wte.weight.shape)} (vocab_size, d_model)")
         with torch.no_grad():
             model.wte.weight.copy_(init)
-    model = model.to(device)
-    n_params = model.n_params()
-    fpt = flops_per_token(model_cfg)
-    opt, params = build_optimizer(model, train_cfg, device)
+    return model.to(device)
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    snap_dir = state_dir / "snapshots"
-    snap_dir.mkdir(exist_ok=True)
-    start_step, elapsed_prev, rows, resumed_interval = 0, 0.0, [], []
-    loaded = _load_state(state_dir, fp)
-    if loaded == "mismatch":
-        log(f"[train] state in {state_dir} has a different fingerprint or is unreadable; starting fresh")
-        for old in state_dir.glob("state_*"):
-            old.unlink()
-        for old in snap_dir.glob("*"):
-            old.unlink()
-        (state_dir / "latest.json").unlink(missing_ok=True)
-    elif loaded is not None:
-        tensors, meta = loaded
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        sd = opt.state_dict()
-        new_state = {}
-        for i in range(len(params)):
-            st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
-            if st:
-                new_state[i] = st
-        sd["state"] = new_state
-        opt.load_state_dict(sd)
-        torch.set_rng_state(tensors["rng.torch"])
-        if device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-        start_step = int(meta["step"])
-        elapsed_prev = float(meta["elapsed_s"])
-        rows = meta["rows"]
-        resumed_interval = list(meta.get("interval_losses", []))
-        log(f"[train] resumed from state step {start_step} in {state_dir}")
 
-    fwd = torch.compile(model) if use_compile else model
-    autocast = autocast_ctx(device, cdtype)
-    peak = matmul_peak_tflops(device, cdtype)
-    log(f"[train] params={n_params:,} flops/token={fpt:,} matmul peak ({resolved['dtype']})={peak:.3f} TFLOP/s")
+def snapshot_schedule(fracs: list[float], total_steps: int) -> dict[int, list[int]]:
+    """{step: [percent, ...]}: frac f is taken at step round(f * total_steps), named round(100 f)."""
+    steps: dict[int, list[int]] = {}
+    for frac in fracs:
+        steps.setdefault(round(frac * total_steps), []).append(round(100 * frac))
+    return steps
 
-    val_win = eval_windows(len(val_data), train_cfg.eval_tokens, C)
-    trn_win = eval_windows(len(train_data), train_cfg.eval_tokens, C)
 
-    @torch.no_grad()
-    def evaluate(data, wins) -> float:
-        model.eval()
-        tot, n = 0.0, 0
-        for j in range(0, len(wins), B):
-            x, y = get_batch(data, wins[j:j + B], C)
-            with autocast:  # eager model: avoids recompiling for eval mode / ragged last batch
-                _, loss = model(x.to(device), y.to(device))
-            tot += loss.item() * len(x)
-            n += len(x)
-        model.train()
-        return tot / n
+class Trainer:
+    """One training run, in the order nanoGPT's train.py reads: data, runtime, model and optimiser, resume, loop,
+    outputs. ``train_model`` is the entry point."""
 
-    def snapshot(step: int) -> None:
-        for pct in snap_steps.get(step, []):
-            save_model_safetensors(model, snap_dir / f"snapshot_{pct:03d}.safetensors", step=step)
+    def __init__(self, model_cfg: GPTConfig, cfg: TrainConfig, train_path, val_path, log=print,
+                 progress_every_s: float = 10.0):
+        self.t_start = time.perf_counter()
+        self.model_cfg, self.cfg, self.log, self.progress_every_s = model_cfg, cfg, log, progress_every_s
+        self.paths = [Path(train_path), Path(val_path)]
+        self.train_data, self.val_data = (np.load(p, mmap_mode="r") for p in self.paths)
+        self.C, self.B = model_cfg.context, cfg.batch_size
+        self.tokens_per_step = self.B * self.C
+        self.total_steps = max(1, cfg.tokens // self.tokens_per_step)
+        for name, d in (("train", self.train_data), ("val", self.val_data)):
+            if len(d) < self.C + 2:
+                raise ValueError(f"{name} tokens ({len(d)}) shorter than context+2 ({self.C + 2})")
+        self.rt = resolve_runtime(cfg, self.total_steps)
+        self.fingerprint = _fingerprint(model_cfg, cfg, self.rt.resolved(), self.paths)
+        log(f"[train] device={self.rt.device} dtype={self.rt.dtype_name} ({self.rt.dtype_reason}) "
+            f"compile={self.rt.compile} ({self.rt.compile_reason}) threads={torch.get_num_threads()} "
+            f"steps={self.total_steps} batch={self.B}x{self.C} fingerprint={self.fingerprint}")
+        self.snap_steps = snapshot_schedule(cfg.snapshot_fracs, self.total_steps)
+        self.model = build_model(model_cfg, cfg, self.rt.device)
+        self.opt, self.params = build_optimizer(self.model, cfg, self.rt.device)
+        self.val_win = eval_windows(len(self.val_data), cfg.eval_tokens, self.C)
+        self.trn_win = eval_windows(len(self.train_data), cfg.eval_tokens, self.C)
 
-    crash_at = os.environ.get("CW_CRASH_AFTER_STEP")
-    crash_at = int(crash_at) if crash_at not in (None, "") else None
-    pending: list[tuple[int, torch.Tensor]] = []  # (iteration, loss) not yet checked
-    interval_losses: list[float] = resumed_interval
-    tps_hist: list[float] = []
-    tokens_per_s = float("nan")
+    def lr(self, it: int) -> float:
+        return lr_at(it, self.total_steps, self.cfg)
 
-    def flush() -> None:
-        if not pending:
-            return
-        vals = torch.stack([l for _, l in pending]).float().cpu().tolist()
-        for (it, _), v in zip(pending, vals):
-            if not math.isfinite(v):
-                raise TrainingDiverged(f"training diverged: non-finite loss ({v}) at step {it + 1} "
-                                       f"(iteration {it}, lr={lr_at(it, total_steps, train_cfg):.3g})")
-            interval_losses.append(v)
-        pending.clear()
+    def evaluate(self, data, windows) -> float:
+        return evaluate(self.model, data, windows, self.B, self.C, self.rt)
 
-    if start_step == 0:
-        snapshot(0)
-        vl, tl = evaluate(val_data, val_win), evaluate(train_data, trn_win)
-        rows.append(dict(step=0, tokens=0, train_loss=tl, val_loss=vl, lr=lr_at(0, total_steps, train_cfg),
-                         tokens_per_s=float("nan"), elapsed_s=elapsed_prev + time.perf_counter() - t_start))
-        log(f"[train] step 0/{total_steps} val_loss={vl:.4f} train_loss={tl:.4f}")
+    def elapsed(self) -> float:
+        return self.elapsed_prev + time.perf_counter() - self.t_start
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    log_every = max(1, min(train_cfg.eval_every, 50))
-    t_int, steps_int = time.perf_counter(), 0
-    t_progress, progress_step = time.perf_counter(), start_step
-    model.train()
-    for it in range(start_step, total_steps):
-        loss, lr = train_step(fwd, opt, params, train_data, it, total_steps, train_cfg, device, autocast, B, C)
-        pending.append((it, loss.detach()))
-        step = it + 1
-        steps_int += 1
-        if device.type == "cpu":
-            flush()  # cheap on CPU: exact divergence step, nothing is ever saved after a NaN
-        now = time.perf_counter()
-        if now - t_progress >= progress_every_s:  # a line a person can follow, at most every ~10 s
-            flush()
-            rate = (step - progress_step) * tokens_per_step / (now - t_progress)
-            recent = statistics.fmean(interval_losses[-20:]) if interval_losses else float("nan")
-            log(f"[train] step {step}/{total_steps} tokens {step * tokens_per_step:,} loss {recent:.3f} "
-                f"{rate:,.0f} tok/s eta {(total_steps - step) * tokens_per_step / max(rate, 1e-9):.0f}s")
-            t_progress, progress_step = now, step
+    def resume(self, checkpointer: Checkpointer) -> None:
+        meta = checkpointer.resume(self.model, self.opt, self.params, self.rt.device)
+        self.start_step = int(meta["step"]) if meta else 0
+        self.elapsed_prev = float(meta["elapsed_s"]) if meta else 0.0
+        self.rows = meta["rows"] if meta else []
+        self.monitor = LossMonitor(meta.get("interval_losses", []) if meta else [], self.lr)
 
-        is_eval = step % train_cfg.eval_every == 0 or step == total_steps
-        is_ckpt = train_cfg.checkpoint_every > 0 and step % train_cfg.checkpoint_every == 0 and step < total_steps
-        if is_eval or is_ckpt or step in snap_steps or step % log_every == 0:
-            flush()
-            sync()
-            dt = time.perf_counter() - t_int
-            tokens_per_s = steps_int * tokens_per_step / max(dt, 1e-9)
-            tps_hist.append(tokens_per_s)
-            snapshot(step)
-            elapsed = elapsed_prev + time.perf_counter() - t_start
+    def record_eval(self, step: int, lr: float, tokens_per_s: float) -> None:
+        vl, tl = self.evaluate(self.val_data, self.val_win), self.monitor.take_mean()
+        self.rows.append(dict(step=step, tokens=step * self.tokens_per_step, train_loss=tl, val_loss=vl, lr=lr,
+                              tokens_per_s=tokens_per_s, elapsed_s=self.elapsed()))
+        eta = (self.total_steps - step) * self.tokens_per_step / tokens_per_s
+        self.log(f"[train] step {step}/{self.total_steps} train_loss={tl:.4f} val_loss={vl:.4f} lr={lr:.2e} "
+                 f"tok/s={tokens_per_s:,.0f} elapsed={self.elapsed():.0f}s eta={eta:.0f}s")
+
+    def record_start(self, checkpointer: Checkpointer) -> None:
+        """Step 0: the init snapshot and both losses of the untrained model."""
+        checkpointer.snapshot(self.model, 0, self.snap_steps.get(0, []))
+        vl, tl = self.evaluate(self.val_data, self.val_win), self.evaluate(self.train_data, self.trn_win)
+        self.rows.append(dict(step=0, tokens=0, train_loss=tl, val_loss=vl, lr=self.lr(0), tokens_per_s=float("nan"),
+                              elapsed_s=self.elapsed()))
+        self.log(f"[train] step 0/{self.total_steps} val_loss={vl:.4f} train_loss={tl:.4f}")
+
+    def loop(self, checkpointer: Checkpointer, fwd, crash_at: int | None) -> list[float]:
+        """The training loop; returns the tokens/s of every measured interval."""
+        cfg, total, tps_hist = self.cfg, self.total_steps, []
+        log_every = max(1, min(cfg.eval_every, 50))
+        autocast = autocast_ctx(self.rt.device, self.rt.dtype)
+        t_int, steps_int = time.perf_counter(), 0
+        self.progress = (time.perf_counter(), self.start_step)
+        self.model.train()
+        for it in range(self.start_step, total):
+            loss, lr = train_step(fwd, self.opt, self.params, self.train_data, it, total, cfg, self.rt.device,
+                                  autocast, self.B, self.C)
+            self.monitor.add(it, loss)
+            step, steps_int = it + 1, steps_int + 1
+            if self.rt.device.type == "cpu":
+                self.monitor.flush()  # cheap on CPU: exact divergence step, nothing is ever saved after a NaN
+            self.maybe_report_progress(step)
+            is_eval = step % cfg.eval_every == 0 or step == total
+            is_ckpt = cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < total
+            if not (is_eval or is_ckpt or step in self.snap_steps or step % log_every == 0):
+                continue
+            self.monitor.flush()
+            self.rt.sync()
+            tps_hist.append(steps_int * self.tokens_per_step / max(time.perf_counter() - t_int, 1e-9))
+            checkpointer.snapshot(self.model, step, self.snap_steps.get(step, []))
             if is_eval:
-                vl = evaluate(val_data, val_win)
-                tl = statistics.fmean(interval_losses) if interval_losses else float("nan")
-                interval_losses.clear()
-                rows.append(dict(step=step, tokens=step * tokens_per_step, train_loss=tl, val_loss=vl, lr=lr,
-                                 tokens_per_s=tokens_per_s, elapsed_s=elapsed))
-                eta = (total_steps - step) * tokens_per_step / tokens_per_s
-                log(f"[train] step {step}/{total_steps} train_loss={tl:.4f} val_loss={vl:.4f} lr={lr:.2e} "
-                    f"tok/s={tokens_per_s:,.0f} elapsed={elapsed:.0f}s eta={eta:.0f}s")
+                self.record_eval(step, lr, tps_hist[-1])
             if is_ckpt:
-                _save_state(state_dir, step, model, opt, params, dict(
-                    fingerprint=fp, elapsed_s=elapsed, rows=rows, resolved=resolved,
-                    interval_losses=interval_losses,
-                    total_steps=total_steps), device)
+                checkpointer.save(step, self.model, self.opt, self.params, dict(
+                    elapsed_s=self.elapsed(), rows=self.rows, resolved=self.rt.resolved(),
+                    interval_losses=self.monitor.interval, total_steps=total), self.rt.device)
                 if crash_at is not None and step == crash_at:
                     raise InjectedCrash(f"CW_CRASH_AFTER_STEP={crash_at}: injected crash after saving state "
                                         f"at step {step}")
             t_int, steps_int = time.perf_counter(), 0
-    flush()
+        self.monitor.flush()
+        return tps_hist
 
-    # ------------------------------------------------------------------ outputs
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for s, pcts in snap_steps.items():
-        for pct in pcts:
-            src = snap_dir / f"snapshot_{pct:03d}.safetensors"
-            if not src.exists():
-                raise RuntimeError(f"snapshot {pct} (step {s}) missing from {snap_dir}")
-            _atomic_copy(src, out_dir / f"snapshot_{pct:03d}.safetensors")
-    save_model_safetensors(model, out_dir / "final.safetensors", step=total_steps)
+    def maybe_report_progress(self, step: int) -> None:
+        """A line a person can follow, at most every ``progress_every_s`` seconds."""
+        now, (t_last, step_last) = time.perf_counter(), self.progress
+        if now - t_last < self.progress_every_s:
+            return
+        self.monitor.flush()
+        rate = (step - step_last) * self.tokens_per_step / (now - t_last)
+        self.log(f"[train] step {step}/{self.total_steps} tokens {step * self.tokens_per_step:,} "
+                 f"loss {self.monitor.recent():.3f} {rate:,.0f} tok/s "
+                 f"eta {(self.total_steps - step) * self.tokens_per_step / max(rate, 1e-9):.0f}s")
+        self.progress = (now, step)
 
+
+# ----------------------------------------------------------------------------- outputs
+
+LOG_COLUMNS = ["step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s"]
+
+
+def write_log(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=["step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s"])
-    df = df.astype({"step": "int64", "tokens": "int64"})
-    tmp = out_dir / "log.parquet.tmp"
+    df = pd.DataFrame(rows, columns=LOG_COLUMNS).astype({"step": "int64", "tokens": "int64"})
+    tmp = path.with_name(path.name + ".tmp")
     df.to_parquet(tmp, index=False)
-    os.replace(tmp, out_dir / "log.parquet")
+    os.replace(tmp, path)
 
-    valid_tps = [t for t in tps_hist if math.isfinite(t)] or [r["tokens_per_s"] for r in rows if
-                                                                 math.isfinite(r["tokens_per_s"])]
-    tps_med = statistics.median(valid_tps) if valid_tps else float("nan")
-    last = rows[-1]
-    summary = {
-        "params": n_params,
-        "steps": total_steps,
-        "tokens": total_steps * tokens_per_step,
-        "batch_size": B,
-        "context": C,
-        "tokens_per_s": tps_med,
-        "final_train_loss": last["train_loss"],
-        "final_val_loss": last["val_loss"],
+
+def summarise(run: Trainer, tps_hist: list[float], peak: float) -> dict:
+    """summary.json: size, speed (median tokens/s, MFU against the peak measured at the start), final losses,
+    every runtime choice with its reason, and both configs."""
+    valid = [t for t in tps_hist if math.isfinite(t)] or [r["tokens_per_s"] for r in run.rows
+                                                           if math.isfinite(r["tokens_per_s"])]
+    tps = statistics.median(valid) if valid else float("nan")
+    fpt, device, last = flops_per_token(run.model_cfg), run.rt.device, run.rows[-1]
+    return {
+        "params": run.model.n_params(), "steps": run.total_steps, "tokens": run.total_steps * run.tokens_per_step,
+        "batch_size": run.B, "context": run.C, "tokens_per_s": tps,
+        "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()),
-        "threads": torch.get_num_threads(),
-        "dtype": resolved["dtype"],
-        "dtype_reason": dtype_reason,
-        "compiled": use_compile,
-        "compile_reason": compile_reason,
-        "flops_per_token": fpt,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else hardware.cpu_name(),
+        "threads": torch.get_num_threads(), "dtype": run.rt.dtype_name, "dtype_reason": run.rt.dtype_reason,
+        "compiled": run.rt.compile, "compile_reason": run.rt.compile_reason, "flops_per_token": fpt,
         "flops_formula": "6*(V*d + 12*L*d^2) + 12*L*ctx*d  (matmul params incl. tied unembedding; "
                          "attention scores/values term; fwd+bwd)",
-        "matmul_peak_tflops": peak,
-        "mfu": (fpt * tps_med / (peak * 1e12)) if peak > 0 else float("nan"),
-        "elapsed_s": elapsed_prev + time.perf_counter() - t_start,
-        "resumed_from_step": start_step,
-        "seed": train_cfg.seed,
-        "fingerprint": fp,
-        "train_config": asdict(train_cfg),
-        "model_config": asdict(model_cfg),
+        "matmul_peak_tflops": peak, "mfu": (fpt * tps / (peak * 1e12)) if peak > 0 else float("nan"),
+        "elapsed_s": run.elapsed(), "resumed_from_step": run.start_step, "seed": run.cfg.seed,
+        "fingerprint": run.fingerprint, "train_config": asdict(run.cfg), "model_config": asdict(run.model_cfg),
     }
+
+
+def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path, val_tokens_path,
+                out_dir, state_dir, log=print, progress_every_s: float = 10.0) -> dict:
+    """Train one model (resuming from ``state_dir`` when its fingerprint matches) and write its outputs."""
+    run = Trainer(model_cfg, train_cfg, train_tokens_path, val_tokens_path, log, progress_every_s)
+    checkpointer = Checkpointer(state_dir, run.fingerprint, log)
+    run.resume(checkpointer)
+    fwd = torch.compile(run.model) if run.rt.compile else run.model
+    peak = hardware.matmul_peak_tflops(run.rt.device, run.rt.dtype)
+    log(f"[train] params={run.model.n_params():,} flops/token={flops_per_token(model_cfg):,} "
+        f"matmul peak ({run.rt.dtype_name})={peak:.3f} TFLOP/s")
+    if run.start_step == 0:
+        run.record_start(checkpointer)
+    crash_at = os.environ.get("CW_CRASH_AFTER_STEP")
+    tps_hist = run.loop(checkpointer, fwd, int(crash_at) if crash_at not in (None, "") else None)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpointer.publish(out_dir, run.snap_steps)
+    save_model_safetensors(run.model, out_dir / "final.safetensors", step=run.total_steps)
+    write_log(run.rows, out_dir / "log.parquet")
+    summary = summarise(run, tps_hist, peak)
     _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
-    shutil.rmtree(state_dir, ignore_errors=True)
-    log(f"[train] done: {total_steps} steps, final val_loss={last['val_loss']:.4f}, "
-        f"{tps_med:,.0f} tok/s median, MFU={summary['mfu']:.1%}")
+    checkpointer.remove()
+    log(f"[train] done: {run.total_steps} steps, final val_loss={run.rows[-1]['val_loss']:.4f}, "
+        f"{summary['tokens_per_s']:,.0f} tok/s median, MFU={summary['mfu']:.1%}")
     return summary
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"

@@ -20,8 +20,6 @@ import numpy as np
 import torch
 
 from .model import GPT, GPTConfig
-from .residual_space import residual_vectors  # noqa: F401  (the contract helper, one definition)
-from .workflow_io import load_weights_npz, save_weights_npz  # noqa: F401  (weight files need no torch)
 
 _LAYER_MAP = {
     "ln1.w": "ln1.weight",

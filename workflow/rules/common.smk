@@ -16,7 +16,7 @@ LIBRARY_DIR = os.path.dirname(_spec.origin)
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]
 TRAIN = config["train"]
-CONTROLS = config.get("controls", {})
+CONTROLS = config["controls"]
 ANALYSIS = config["analysis"]
 
 
@@ -57,7 +57,7 @@ def check_config():
 derived_defaults()
 check_config()
 
-SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN.get("snapshots", [0.0, 0.5, 1.0])})
+SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN["snapshots"]})
 
 
 def run_registry():
@@ -65,7 +65,7 @@ def run_registry():
     main-vs-control and seed-vs-seed differences are never a difference in training."""
     runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init="random")
             for seed in TRAIN["seeds"]}
-    if CONTROLS.get("shuffled", True):
+    if CONTROLS["shuffled"]:
         seed = TRAIN["seeds"][0]
         runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"], init="random")
     for variant in INIT_VARIANTS:  # the intervention experiment: same data, seeds, budget; another initial W_E
@@ -93,7 +93,7 @@ def analysed_registry():
     return entries
 
 
-INIT_VARIANTS = list(config.get("experiments", {}).get("init", ["random"]))
+INIT_VARIANTS = list(config["experiments"]["init"])
 RUNS = run_registry()
 INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
@@ -149,7 +149,7 @@ def train_tokens(wildcards):
 def train_params(wildcards):
     keys = ["batch_size", "lr", "min_lr_frac", "warmup_frac", "weight_decay", "grad_clip", "eval_every",
             "eval_tokens", "checkpoint_every", "device", "compile", "dtype"]
-    params = {k: TRAIN[k] for k in keys if k in TRAIN}
+    params = {k: TRAIN[k] for k in keys}
     params["tokens"] = RUNS[wildcards.run]["tokens"]
     params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]

@@ -36,7 +36,7 @@ rule tokenize:
         meta="results/{corpus}/tokens/meta.json",
     params:
         tokenizer=config["tokenizer"],
-        val_fraction=config["corpus"].get("val_fraction", 0.05),
+        val_fraction=config["corpus"]["val_fraction"],
     log:
         "results/{corpus}/logs/tokenize.log",
     benchmark:
@@ -85,9 +85,9 @@ rule corpus_stats:
         spectra="results/{corpus}/corpus_stats/spectra.parquet",
     params:
         dim=MODEL["d_model"],
-        alpha=ANALYSIS.get("ppmi_alpha", 0.75),
-        power=ANALYSIS.get("svd_power", 0.5),
-        seed=ANALYSIS.get("seed", 0),
+        alpha=ANALYSIS["ppmi_alpha"],
+        power=ANALYSIS["svd_power"],
+        seed=ANALYSIS["seed"],
     log:
         "results/{corpus}/logs/corpus_stats.log",
     benchmark:

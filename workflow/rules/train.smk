@@ -35,7 +35,7 @@ rule train:
 rule extract_weights:
     input:
         model="results/{corpus}/train/{run}/{snap}.safetensors",
-        code=lib("weights"),
+        code=lib("weights", "workflow_io"),
     output:
         weights="results/{corpus}/weights/{run}/{snap}.npz",
         meta="results/{corpus}/weights/{run}/{snap}.json",

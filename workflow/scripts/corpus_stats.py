@@ -1,4 +1,5 @@
-"""Entry point of rule corpus_stats: bigram counts, PPMI-SVD corpus embeddings, covariance and spectra."""
+"""Entry point of rule corpus_stats: bigram counts, PPMI-SVD corpus embeddings, covariance and spectra.
+Each stage logs one `stage <name>:` line (benchmarks/bench_scale.py reads the times between them)."""
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -8,23 +9,30 @@ from corpus_weights.spectra import spectrum_row
 from corpus_weights.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
+log.info("stage start: corpus statistics")
 vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
-ids = np.load(snakemake.input.train)
+ids = np.load(snakemake.input.train, mmap_mode="r")  # read chunk by chunk, never copied whole
 counts = cs.bigram_counts(ids, vocab_size)
 pi = cs.unigram_distribution(ids, vocab_size)
-sp.save_npz(snakemake.output.bigrams, counts)
-log.info("bigram counts: V=%d, %d nonzero", vocab_size, counts.nnz)
+log.info("stage bigram counts: V=%d, %d nonzero", vocab_size, counts.nnz)
+sp.save_npz(snakemake.output.bigrams, counts, compressed=False)  # zlib on 50 M non-zeros costs more than counting
+log.info("stage saved counts: %s", snakemake.output.bigrams)
 
 ppmi = cs.ppmi(counts, alpha=float(snakemake.params.alpha))
+log.info("stage ppmi: %d nonzero", ppmi.nnz)
 E_in, E_out, singular_values = cs.ppmi_embeddings(ppmi, int(snakemake.params.dim), power=float(snakemake.params.power),
                                                   seed=int(snakemake.params.seed))
+del ppmi
 np.savez(snakemake.output.embeddings, E_in=E_in, E_out=E_out, singular_values=singular_values, pi=pi)
+log.info("stage ppmi svd: d=%d, top singular value %.4g", len(singular_values), singular_values[0])
 
 sigma, mu = cs.corpus_covariance(E_in, pi)
 eigvals, eigvecs = cs.eigh_desc(sigma)
 np.savez(snakemake.output.covariance, Sigma=sigma, mu=mu, eigvals=eigvals, eigvecs=eigvecs)
+log.info("stage covariance: done")
 
 symmetric = cs.symmetric_counts_spectrum_stats(counts)
+log.info("stage C+C^T spectrum: top-%d |eigenvalues|", symmetric.get("truncated_top_k", 0))
 rows = [
     dict(spectrum_row("PPMI (top-d singular values)", singular_values, kind="singular")),
     dict(spectrum_row("Sigma_E (corpus covariance)", eigvals, kind="eigen")),

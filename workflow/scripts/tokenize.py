@@ -1,23 +1,28 @@
-"""Entry point of rule tokenize: train the tokenizer, encode, split train/val, write the vocabulary table."""
-from pathlib import Path
+"""Entry point of rule tokenize: train the tokenizer, encode, split train/val, write the vocabulary table.
+The text is streamed in blocks and the ids written incrementally, so memory stays bounded at any corpus size."""
+import os
 
 import numpy as np
 
-from corpus_weights.tokenizing import encode, split_train_val, train_tokenizer, vocab_table
+from corpus_weights.tokenizing import encode_file, text_blocks, train_tokenizer, vocab_table, write_split
 from corpus_weights.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
 cfg = snakemake.params.tokenizer
-text = Path(snakemake.input.text).read_text(encoding="utf-8")
-tokenizer, info = train_tokenizer(text, cfg.get("kind", "word"), int(cfg.get("vocab_size", 15007)),
-                                  bool(cfg.get("lowercase", False)))
-ids = encode(tokenizer, text)
-train, val = split_train_val(ids, float(snakemake.params.val_fraction))
-np.save(snakemake.output.train, train.astype(np.int32))
-np.save(snakemake.output.val, val.astype(np.int32))
-vocab_table(tokenizer, train).to_parquet(snakemake.output.vocab, index=False)
+tokenizer, info = train_tokenizer(text_blocks(snakemake.input.text), cfg["kind"], int(cfg["vocab_size"]),
+                                  bool(cfg["lowercase"]))
+log.info("tokenizer trained: %s", info)
+raw = snakemake.output.train + ".stream.tmp"
+try:
+    n = encode_file(tokenizer, snakemake.input.text, raw)
+    n_train, n_val = write_split(raw, n, float(snakemake.params.val_fraction), snakemake.output.train,
+                                 snakemake.output.val)
+finally:
+    if os.path.exists(raw):
+        os.remove(raw)
+vocab_table(tokenizer, np.load(snakemake.output.train, mmap_mode="r")).to_parquet(snakemake.output.vocab, index=False)
 tokenizer.save(snakemake.output.tokenizer)
-meta = dict(info, n_tokens=int(ids.size), n_train=int(train.size), n_val=int(val.size))
+meta = dict(info, n_tokens=int(n), n_train=int(n_train), n_val=int(n_val))
 write_json(meta, snakemake.output.meta)
 if info.get("shrunk"):
     log.warning("vocabulary shrunk from %d to %d: the corpus has fewer distinct tokens",
