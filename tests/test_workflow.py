@@ -104,7 +104,7 @@ def test_adding_K_plans_only_projection_and_report(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"K": [4, 8]}}, name="test.yaml")
-    assert set(planned) == {"fit_projections", "report", "current_report"}, planned
+    assert set(planned) == {"fit_projections", "metrics", "report", "current_report"}, planned
     assert planned["fit_projections"] == 4  # one per analysed model (two main seeds, step 0, shuffled)
 
 
@@ -114,7 +114,7 @@ def test_changing_permutations_reruns_only_the_jobs_that_use_it(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"permutations": 100}}, name="test.yaml")
-    assert set(planned) == {"measure", "attention", "report", "current_report"}, planned
+    assert set(planned) == {"measure", "attention", "metrics", "report", "current_report"}, planned
 
 
 def test_training_hyperparameter_reruns_train_not_corpus(finished_run):

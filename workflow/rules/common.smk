@@ -196,7 +196,9 @@ def model_files(entry):
                 projections=[f"{base}/projection/K{k}.parquet" for k in ANALYSIS["K"]])
 
 
-def report_inputs(wildcards):
+def model_summaries(wildcards):
+    """What metrics.json is assembled from: the corpus side, every run's log and summary, every analysed model's
+    per-model files (declared inputs only; nothing is found by globbing)."""
     return {
         "intervention": [f"results/{CORPUS}/intervention/{run}.json" for run in INTERVENTION],
         "manifest": f"resources/corpus/{CORPUS}.manifest.json",
@@ -206,9 +208,17 @@ def report_inputs(wildcards):
         "train_summaries": [f"results/{CORPUS}/train/{run}/summary.json" for run in RUNS],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
-        "code": lib("report", "gates", "verdicts", "note_values", "workflow_io")
-        + [os.path.join(LIBRARY_DIR, "templates", "report.html")],
     }
+
+
+def metrics_inputs(wildcards):
+    return {**model_summaries(wildcards), "code": lib("metrics")}
+
+
+def report_inputs(wildcards):
+    """The figures and tables read the same per-model files; the numbers come from metrics.json."""
+    return {**model_summaries(wildcards), "metrics": f"results/{CORPUS}/metrics.json",
+            "code": lib("report") + [os.path.join(LIBRARY_DIR, "templates", "report.html")]}
 
 
 def benchmark_jobs():

@@ -1,5 +1,6 @@
-# The report: gates, verdicts, every table and figure of the note beside ours, plus metrics.json; its figures and
-# full tables are also written as files (results/<corpus>/report_files/), which `snakemake --report` collects.
+# `metrics` assembles metrics.json (every number: gates, verdicts, seeds, run times) from the per-model files;
+# `report` only renders it: every table and figure of the note beside ours; its figures and full tables are also
+# written as files (results/<corpus>/report_files/), which `snakemake --report` collects.
 # Every corpus keeps its report under results/<corpus>/; results/report.html is a copy of the configured corpus's.
 
 REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers", "matrix_layer_heatmap",
@@ -7,12 +8,38 @@ REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers"
 REPORT_TABLES = ["per_matrix", "per_head", "weight_spectra", "runtimes"]
 
 
+rule metrics:
+    input:
+        unpack(metrics_inputs),
+    output:
+        metrics="results/{corpus}/metrics.json",
+    params:
+        models=[{**e, "files": model_files(e)} for e in ANALYSED],
+        runs=list(RUNS),
+        K=ANALYSIS["K"],
+        headline_K=ANALYSIS["headline_K"],
+        config=config,
+        config_hash=config_hash(),
+        benchmarks=benchmark_jobs(),
+    log:
+        "results/{corpus}/logs/metrics.log",
+    benchmark:
+        "results/{corpus}/benchmarks/metrics.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/metrics.py"
+
+
 rule report:
     input:
         unpack(report_inputs),
     output:
         html="results/{corpus}/report.html",
-        metrics="results/{corpus}/metrics.json",
         figures=[
             report(f"results/{{corpus}}/report_files/{name}.png", caption=f"../report/{name}.rst", category="Figures")
             for name in REPORT_FIGURES
@@ -27,8 +54,6 @@ rule report:
         K=ANALYSIS["K"],
         headline_K=ANALYSIS["headline_K"],
         config=config,
-        config_hash=config_hash(),
-        benchmarks=benchmark_jobs(),
     log:
         "results/{corpus}/logs/report.log",
     benchmark:

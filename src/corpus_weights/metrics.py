@@ -1,0 +1,265 @@
+"""metrics.json (docs/metrics.md): every number of the report, assembled from the workflow's declared inputs.
+
+`collect_metrics(load_inputs(inputs, params), params)` is all the `metrics` rule runs: per-model metrics from the
+per-model files, gates, seed statistics, verdicts, the intervention experiment and this run's job times. No
+plotting, no HTML (that is `report`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .gates import evaluate_gates
+from .intervention import paired_differences
+from .note_values import NOTE
+from .verdicts import all_verdicts, fmt as _fmt
+from .workflow_io import read_json
+
+ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
+
+
+def _mean_sd(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def load_model_results(files: dict) -> dict:
+    """One analysed model's artifacts, from the paths the report rule declares as inputs."""
+    return {
+        "summary": read_json(files["summary"]),
+        "alignment": read_json(files["alignment"]),
+        "attention_summary": read_json(files["attention_summary"]),
+        "attention": pd.read_parquet(files["attention"]),
+        "weight_spectra": pd.read_parquet(files["weight_spectra"]),
+        "projections": pd.concat([pd.read_parquet(p) for p in files["projections"]], ignore_index=True),
+    }
+
+
+def _share(proj: pd.DataFrame, K: int, basis: str, target="W", matrix="pooled_nonembed", column="share"):
+    sel = proj[(proj.K == K) & (proj.basis == basis) & (proj.target == target) & (proj.matrix == matrix)]
+    if sel.empty or column not in sel:
+        return None
+    value = sel[column].iloc[0]
+    return None if pd.isna(value) else float(value)
+
+
+def model_metrics(res: dict, K: int) -> dict:
+    """Headline numbers of one analysed model (corrected protocol and note protocol)."""
+    proj, summ = res["projections"], res["summary"]
+    al = res["alignment"]
+    bases = ["corpus_aligned", "corpus_null", "random", "we_pca", "own_pca"]
+    corrected = {
+        "ladder": summ["ladder"],
+        "positive_control": summ["controls"],
+        "vocab_map": {k: al.get(k) for k in ("vocab_map_heldout_r2", "vocab_map_train_r2", "vocab_map_null",
+                                             "ridge_lambda", "effective_sample_size", "vocab_map_heldout_r2_E_out",
+                                             "vocab_map_heldout_r2_E_in_out", "basis_uses", "top_n")},
+        "procrustes": {"heldout_cos": al.get("procrustes_heldout_cos"), "null": al.get("procrustes_null")},
+        "cka": {"debiased": al.get("cka_debiased"), "plugin": al.get("cka_plugin")},
+        "projection_share": {b: _share(proj, K, b) for b in bases},
+        "projection_share_sd": {b: _share(proj, K, b, column="share_sd") for b in ["corpus_null", "random"]},
+        "projection_share_p_vs_null": _share(proj, K, "corpus_aligned", column="p_vs_null"),
+        "basis_null_draws": int(_share(proj, K, "corpus_null", column="n_draws") or 0),
+        "normalised_score": _share(proj, K, "corpus_aligned", column="normalised"),
+        "normalised_score_null": _share(proj, K, "corpus_null", column="normalised"),
+        "projection_share_dW": {b: _share(proj, K, b, target="dW") for b in bases},
+        "normalised_score_dW": _share(proj, K, "corpus_aligned", target="dW", column="normalised"),
+        "attention": res["attention_summary"],
+    }
+    return {"label": summ["label"], "role": summ["role"], "seed": summ["seed"], "run": summ["run"],
+            "tokens": summ["tokens"], "corrected": corrected, "note_protocol": note_protocol_metrics(summ, proj, K)}
+
+
+def note_protocol_metrics(summ: dict, proj: pd.DataFrame, K: int) -> dict:
+    note = summ["note_protocol"]
+    keys = ["r2_direct", "r2_random", "cos_direct", "cos_random", "qk_cosines", "qk_cosine_null_mean",
+            "qk_cosine_null_sd", "l0_wq_alignment", "l0_wq_alignment_null_mean", "accounting"]
+    return {"r2_linear_all": _share(proj, K, "note_linear", matrix="pooled_all", column="r2"),
+            "r2_linear_nonembed": _share(proj, K, "note_linear", matrix="pooled_nonembed", column="r2"),
+            **{k: note.get(k) for k in keys}}
+
+
+def _benchmark_table(jobs: list[dict]) -> list[dict]:
+    """One row per benchmarked job ({rule, job, path} as the workflow declares them)."""
+    rows = []
+    for job in jobs:
+        try:
+            frame = pd.read_csv(job["path"], sep="\t")
+        except (OSError, ValueError, pd.errors.EmptyDataError):  # a missing benchmark must not break the report
+            continue
+        rows.append({"rule": job["rule"], "job": job["job"], "seconds": float(frame["s"].iloc[0]),
+                     "cpu_seconds": float(frame["cpu_time"].iloc[0]) if "cpu_time" in frame else None,
+                     "max_rss_mb": float(frame["max_rss"].iloc[0]) if "max_rss" in frame else None})
+    return rows
+
+
+def seed_statistics(models: dict, K_over_d: float) -> dict:
+    """Headline numbers as mean ± sd over the main seeds (sd only with ≥ 2 seeds)."""
+    mains = [mm for mm in models.values() if mm["role"] == "main"]
+    getters = {
+        "share_corpus": lambda c: c["projection_share"]["corpus_aligned"],
+        "share_corpus_null": lambda c: c["projection_share"]["corpus_null"],
+        "share_random": lambda c: c["projection_share"]["random"],
+        "share_we_pca": lambda c: c["projection_share"]["we_pca"],
+        "share_own_pca": lambda c: c["projection_share"]["own_pca"],
+        "normalised_score": lambda c: c["normalised_score"],
+        "normalised_score_null": lambda c: c["normalised_score_null"],
+        "vocab_map_heldout_r2": lambda c: c["vocab_map"]["vocab_map_heldout_r2"],
+        "bigram_control_r": lambda c: c["positive_control"]["bigram"]["r"],
+        "bigram_control_z": lambda c: c["positive_control"]["bigram"].get("z"),
+        "learned_fraction": lambda c: c["ladder"]["learned_fraction"],
+        "val_loss": lambda c: c["ladder"]["val_loss"],
+        "attention_heads_significant": lambda c: c["attention"]["significant_bh"],
+    }
+    out = {}
+    for key, get in getters.items():
+        mean, sd = _mean_sd([get(mm["corrected"]) for mm in mains])
+        out[key] = {"mean": mean, "sd": sd, "n_seeds": len(mains)}
+    draw_sd = [mm["corrected"]["projection_share_sd"]["corpus_null"] for mm in mains]
+    out["share_corpus_null_draw_sd"] = (float(np.mean(draw_sd)) if draw_sd and None not in draw_sd else None)
+    ps = [mm["corrected"]["projection_share_p_vs_null"] for mm in mains]
+    out["p_vs_null_max"] = max(ps) if ps and all(p is not None for p in ps) else None
+    zs = []
+    for mm in mains:
+        c = mm["corrected"]
+        share, null, sd = (c["projection_share"]["corpus_aligned"], c["projection_share"]["corpus_null"],
+                           c["projection_share_sd"]["corpus_null"])
+        zs.append((share - null) / sd if None not in (share, null, sd) and sd > 0 else None)
+    out["z_vs_null_min"] = min(zs) if zs and all(z is not None for z in zs) else None
+    out["null_draws"] = min((mm["corrected"]["basis_null_draws"] for mm in mains), default=0)
+    return out
+
+
+def _stat(values) -> dict:
+    mean, sd = _mean_sd(values)
+    return {"mean": mean, "sd": sd}
+
+
+def intervention_metrics(runs: list[dict], ladder_unigram: float | None) -> dict:
+    """The intervention experiment's measures per variant, differences to random init paired by seed, its gate and
+    the verdict on the note's slogan."""
+    variants = sorted({r["init"] for r in runs}, key=lambda v: (v != "random", v))
+    seeds = sorted({r["seed"] for r in runs})
+    per_variant = {}
+    for v in variants:
+        rs = [r for r in runs if r["init"] == v]
+        per_variant[v] = {k: _stat([r["measures"].get(k) for r in rs])
+                          for k in ("final_val_loss", "learned_fraction", "tokens_to_bigram", "tokens_to_random_final")}
+        per_variant[v]["reached_bigram"] = sum(r["measures"]["tokens_to_bigram"] is not None for r in rs)
+        per_variant[v]["share_by_snapshot"] = {
+            snap: _stat([r["measures"]["aligned_share_by_snapshot"].get(snap) for r in rs])
+            for snap in sorted(rs[0]["measures"]["aligned_share_by_snapshot"])}
+    diffs = {k: paired_differences(runs, k) for k in ("final_val_loss", "tokens_to_bigram", "tokens_to_random_final")}
+    trained = [r for r in runs if r["measures"]["learned_fraction"] >= 0.5 and ladder_unigram is not None
+               and ladder_unigram - r["measures"]["final_val_loss"] >= 0.3]
+    gate_ok = len(trained) == len(runs) and len(seeds) >= 2
+    reason = None if gate_ok else ("fewer than 2 seeds" if len(seeds) < 2 else
+                                   "G1 fails for " + ", ".join(f"{r['init']}-s{r['seed']}" for r in runs
+                                                              if r not in trained))
+    corpus = diffs["final_val_loss"].get("corpus", {})
+    permuted = diffs["final_val_loss"].get("corpus_permuted", {})
+    helps = corpus.get("ci95") is not None and corpus["ci95"][1] < 0
+    specific = helps and permuted.get("mean") is not None and permuted["mean"] > corpus["mean"]
+    status = "withheld" if not gate_ok else ("holds" if helps and specific else "does not hold")
+    ci = corpus.get("ci95")
+    finding = (f"Final validation loss, corpus-initialised minus random (paired by seed): {_fmt(corpus.get('mean'))}"
+               f" nats, 95 % CI {('[' + _fmt(ci[0]) + ', ' + _fmt(ci[1]) + ']') if ci else '—'}; rows permuted "
+               f"within frequency strata: {_fmt(permuted.get('mean'))}. ")
+    finding += ("Starting in the corpus's coordinate system gives a lower loss at the same budget, and the right "
+                "token identities matter." if status == "holds" else
+                f"Withheld: {reason}." if status == "withheld" else
+                "No reliable gain from starting in the corpus's coordinate system at this budget.")
+    return dict(variants=variants, seeds=seeds, per_variant=per_variant, differences=diffs,
+                gate=dict(passed=gate_ok, reason=reason), verdict=dict(
+                    claim="The corpus gives the coordinate system, training gives the coordinates (tested causally: "
+                          "does a corpus-initialised model train better at the same budget?)",
+                    status=status, finding=finding), runs=runs)
+
+
+def load_inputs(inputs: dict, params: dict) -> dict:
+    """Everything the report reads, from the rule's declared inputs and params only."""
+    cfg = params["config"]
+    runs = {run: {"log": pd.read_parquet(log_path), "summary": read_json(summary_path)}
+            for run, log_path, summary_path in zip(params["runs"], inputs["train_logs"], inputs["train_summaries"])}
+    results = {mdl["label"]: load_model_results(mdl["files"]) for mdl in params["models"]}
+    main_label = next(mdl["label"] for mdl in params["models"] if mdl["role"] == "main")
+    return dict(cfg=cfg, K_list=list(params["K"]), K=int(params["headline_K"]), d=int(cfg["model"]["d_model"]),
+                manifest=read_json(inputs["manifest"]), tokens_meta=read_json(inputs["tokens_meta"]),
+                spectra=pd.read_parquet(inputs["spectra"]), runs=runs, results=results,
+                labels=[mdl["label"] for mdl in params["models"]], main_label=main_label,
+                main_res=results[main_label], intervention=[read_json(p) for p in inputs.get("intervention", [])])
+
+
+def spectra_metrics(spectra: pd.DataFrame, weight_spectra: pd.DataFrame) -> dict:
+    """Participation ratios of the corpus matrices (and W_E's covariance) and the depth ceil(PR / 3) each implies."""
+    def spectrum(name, column="pr"):
+        sel = spectra[spectra["name"] == name]
+        return None if sel.empty or pd.isna(sel[column].iloc[0]) else float(sel[column].iloc[0])
+
+    we_cov = weight_spectra[weight_spectra["name"].str.startswith("W_E^T diag(pi) W_E")]
+    out = {
+        "pr_symmetric": spectrum("C + C^T (symmetric raw bigram counts)"),
+        "pr_symmetric_abs": spectrum("C + C^T, |eigenvalues| (top-k)"),
+        "pr_symmetric_signed": spectrum("C + C^T, signed eigenvalues (exact)"),
+        "pr_ppmi": spectrum("PPMI (top-d singular values)"),
+        "pr_sigma_e": spectrum("Sigma_E (corpus covariance)"),
+        "pr_we_cov": None if we_cov.empty else float(we_cov["pr"].iloc[0]),
+    }
+    for key in ["symmetric", "symmetric_abs", "ppmi", "sigma_e", "we_cov"]:
+        pr = out[f"pr_{key}"]
+        out[f"L_opt_{key}"] = None if pr is None else int(math.ceil(pr / 3))
+    return out
+
+
+def run_card(data: dict, params: dict) -> tuple[dict, dict]:
+    """metrics.json's `config` and `corpus` blocks: what was run, on what."""
+    cfg, meta, manifest = data["cfg"], data["tokens_meta"], data["manifest"]
+    config = {"n_layer": cfg["model"]["n_layer"], "d_model": data["d"], "n_head": cfg["model"]["n_head"],
+              "context": cfg["model"]["context"], "vocab_size": meta["vocab_size"],
+              "requested_vocab_size": meta.get("requested_vocab_size"), "vocab_shrunk": bool(meta.get("shrunk", False)),
+              "seeds": list(cfg["train"]["seeds"]), "train_tokens": cfg["train"]["tokens"],
+              "config_hash": params.get("config_hash")}
+    corpus = {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"), "n_chars": manifest.get("n_chars"),
+              "n_tokens": meta.get("n_tokens"), "n_train": meta.get("n_train"), "n_val": meta.get("n_val"),
+              "sha256": manifest.get("sha256")}
+    return config, corpus
+
+
+TRAINING_KEYS = ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled", "final_train_loss",
+                 "final_val_loss", "resumed_from_step", "seed"]
+
+
+def collect_metrics(data: dict, params: dict) -> dict:
+    """metrics.json (docs/metrics.md): per-model metrics, gates, seed statistics, verdicts, run times."""
+    K, d, main_label, results = data["K"], data["d"], data["main_label"], data["results"]
+    models = {lab: model_metrics(res, K) for lab, res in results.items()}
+    gate_inputs = [dict(label=lab, role=mm["role"], seed=mm["seed"], tokens=mm["tokens"],
+                        ladder=mm["corrected"]["ladder"], controls=mm["corrected"]["positive_control"],
+                        alignment=results[lab]["alignment"]) for lab, mm in models.items()]
+    config, corpus = run_card(data, params)
+    metrics = {
+        "schema": "corpus-weights metrics v2 (docs/metrics.md)", "K": K, "K_list": data["K_list"], "K_over_d": K / d,
+        "config": config, "corpus": corpus,
+        "spectra": spectra_metrics(data["spectra"], data["main_res"]["weight_spectra"]),
+        "training": {run: {**{k: info["summary"].get(k) for k in TRAINING_KEYS},
+                           "wall_s": info["summary"].get("elapsed_s")} for run, info in data["runs"].items()},
+        "main_label": main_label, "models": models, "gates": evaluate_gates(gate_inputs), "note": NOTE,
+    }
+    metrics["seeds"] = seed_statistics(models, K / d)
+    metrics["note_protocol"] = models[main_label]["note_protocol"]
+    metrics["verdicts"] = all_verdicts(metrics, NOTE)
+    if data["intervention"]:
+        iv = metrics["intervention"] = intervention_metrics(
+            data["intervention"], models[main_label]["corrected"]["ladder"]["unigram_ce"])
+        metrics["verdicts"].append({"id": "intervention", **iv["verdict"], "note_value": "(a slogan)",
+                                    "ours": "see the Intervention section", "null": "random init, same seeds",
+                                    "gates": ["G1 (every variant)", "seeds"], "reason": iv["gate"]["reason"]})
+    metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
+    analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
+    metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
+                           "summed_wall_seconds": sum(r["seconds"] for r in analysis)}
+    return metrics
