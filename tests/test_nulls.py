@@ -81,3 +81,23 @@ def test_rotation_null_mean():
     assert np.isclose(same["observed"], 1.0) and same["p"] < 0.01  # A = B: far outside its null
     indep = random_rotation_cosine_null(rng.standard_normal((d, d)), rng.standard_normal((d, d)), 200, 0)
     assert indep["p"] > 0.05 and abs(indep["z"]) < 3  # independent: inside
+
+
+def test_null_summary_planted_by_hand():
+    """Two statistics (rows) against their own null draws: mean, sd with ddof = 1, z, the empirical p counting ties
+    as at least as extreme, and the empty-null case (all NaN, zero draws). Found by mutation testing: a summary
+    over the wrong axis, ddof = 2 and '>' for '>=' all passed the earlier tests."""
+    from corpus_weights.nulls import _summary
+
+    obs = np.array([2.0, 0.0])
+    null = np.array([[1.0, 2.0, 3.0, 2.0], [0.0, 1.0, -1.0, 0.5]])
+    s = _summary(obs, null)
+    assert np.allclose(s["null_mean"], [2.0, 0.125])
+    assert np.allclose(s["null_sd"], [np.sqrt(2 / 3), np.std(null[1], ddof=1)])
+    assert np.allclose(s["z"], (obs - s["null_mean"]) / s["null_sd"])
+    assert np.allclose(s["p"], [(1 + 3) / 5, (1 + 3) / 5])  # ties count: 2, 3, 2 >= 2 and 0, 1, 0.5 >= 0
+    assert s["n_draws"] == 4 and s["null"] is null
+    empty = _summary(obs, np.zeros((2, 0)))
+    assert empty["n_draws"] == 0 and empty["null"] is None
+    for key in ("null_mean", "null_sd", "z", "p"):
+        assert empty[key].shape == (2,) and np.isnan(empty[key]).all()
