@@ -153,17 +153,22 @@ def build_report(inputs: dict, params: dict, metrics: dict | None = None) -> tup
     return render_page(metrics, data, figures), metrics, {"figures": figures, "tables": csv_tables}
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, legend_cols: int = 1, grid_axis: str = "both") -> bytes:
+    """Labels, legend and grid of a line or bar figure, then its PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=legend_cols)
+    ax.grid(alpha=0.3, axis=grid_axis)
+    return _figure_to_data_uri(fig)
+
+
 def _training_figure(runs) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for run, info in runs.items():
         log = info["log"]
         sel = log[log["val_loss"].notna()]
         ax.plot(sel["tokens"], sel["val_loss"], "o-", ms=2, lw=1, label=f"{run} val")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("validation cross-entropy (nats)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _figure_to_data_uri(fig)
+    return _finish(fig, ax, "training tokens", "validation cross-entropy (nats)")
 
 
 def _ladder_figure(models: dict) -> str:
@@ -180,10 +185,7 @@ def _ladder_figure(models: dict) -> str:
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, fontsize=8)
     lo = min(m["corrected"]["ladder"]["bigram_ce"] for m in models.values())
     ax.set_ylim(lo - 0.6, None)
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, axis="y")
-    return _figure_to_data_uri(fig)
+    return _finish(fig, ax, "", "cross-entropy (nats)", legend_cols=2, grid_axis="y")
 
 
 def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
@@ -199,12 +201,8 @@ def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
     ks = np.array(sorted(pooled["K"].unique()))
     if len(ks):
         ax.plot(ks, ks / d, "k:", lw=1, label="K/d")
-    ax.set_xlabel("K (basis vectors)")
-    ax.set_ylabel("projection share (pooled non-embedding)")
     ax.set_title("W" if target == "W" else "ΔW = W − W_init")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _figure_to_data_uri(fig)
+    return _finish(fig, ax, "K (basis vectors)", "projection share (pooled non-embedding)")
 
 
 def _attention_figure(results, labels) -> str:
@@ -215,11 +213,7 @@ def _attention_figure(results, labels) -> str:
     main = results[labels[0]]["attention"].groupby("layer")["null_sd"].mean()
     ax.fill_between(main.index, -2 * main.values, 2 * main.values, color="grey", alpha=0.2, label="null ±2 sd (main)")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("mean head r (double-centred QK vs PMI)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _figure_to_data_uri(fig)
+    return _finish(fig, ax, "layer", "mean head r (double-centred QK vs PMI)")
 
 
 def _gate_summary(g: dict) -> str:

@@ -59,6 +59,7 @@ import torch
 from . import hardware
 from .model import GPT, GPTConfig, flops_per_token
 from .weights import save_model_safetensors
+from .workflow_io import write_text
 
 
 class TrainingDiverged(RuntimeError):
@@ -179,12 +180,6 @@ def _fingerprint(model_cfg: GPTConfig, train_cfg: TrainConfig, resolved: dict, f
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
@@ -211,9 +206,8 @@ def _save_state(state_dir: Path, step: int, model: GPT, opt: torch.optim.Optimiz
     tmp = state_dir / f"{name}.safetensors.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, st_path)
-    _atomic_write_text(state_dir / f"{name}.json", json.dumps({**meta, "step": step}))
-    _atomic_write_text(state_dir / "latest.json", json.dumps(
-        {"step": step, "fingerprint": meta["fingerprint"], "name": name}))
+    write_text(json.dumps({**meta, "step": step}), state_dir / f"{name}.json")
+    write_text(json.dumps({"step": step, "fingerprint": meta["fingerprint"], "name": name}), state_dir / "latest.json")
     for old in state_dir.glob("state_*"):  # drop older states
         if not old.name.startswith(name):
             old.unlink(missing_ok=True)
@@ -623,7 +617,7 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
     save_model_safetensors(run.model, out_dir / "final.safetensors", step=run.total_steps)
     write_log(run.rows, out_dir / "log.parquet")
     summary = summarise(run, tps_hist, peak)
-    _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    write_text(json.dumps(summary, indent=2), out_dir / "summary.json")
     checkpointer.remove()
     log(f"[train] done: {run.total_steps} steps, final val_loss={run.rows[-1]['val_loss']:.4f}, "
         f"{summary['tokens_per_s']:,.0f} tok/s median, MFU={summary['mfu']:.1%}")
