@@ -1,10 +1,11 @@
 import numpy as np
+import pytest
 
 from corpus_weights.attention import row_centred_pearson
 from corpus_weights.linalg import cosine, row_centre
 from corpus_weights.nulls import (
     binned_permutation, empirical_p, log_frequency_bins, normal_p, permutation_test, permutation_test_factors,
-    random_rotation_cosine_null,
+    random_rotation_cosine_null, random_rotation_cosine_null_multi,
 )
 
 
@@ -101,3 +102,33 @@ def test_null_summary_planted_by_hand():
     assert empty["n_draws"] == 0 and empty["null"] is None
     for key in ("null_mean", "null_sd", "z", "p"):
         assert empty[key].shape == (2,) and np.isnan(empty[key]).all()
+
+
+def test_rotation_null_multi_equals_single_draw_by_draw():
+    """The shared-rotation version gives, for each A, exactly the single-A result (same draws, more than one batch
+    of 25), and every field is what its definition says: the null values are cos(A, Q B Qᵀ) for Haar Q, the
+    expected mean is tr A tr B / (d ‖A‖ ‖B‖), p is two-sided around the sampled mean; no draws -> NaN fields."""
+    rng = np.random.default_rng(5)
+    d = 5
+    As = [rng.standard_normal((d, d)) for _ in range(3)] + [np.eye(d)]
+    B = rng.standard_normal((d, d)) + 2 * np.eye(d)
+    multi = random_rotation_cosine_null_multi(As, B, 60, 11)
+    for A, res in zip(As, multi):
+        single = random_rotation_cosine_null(A, B, 60, 11)
+        assert single == pytest.approx(res, rel=1e-12, nan_ok=True)
+        assert res["n_draws"] == 60
+        assert res["observed"] == pytest.approx((A * B).sum() / (np.linalg.norm(A) * np.linalg.norm(B)))
+        assert res["expected_mean"] == pytest.approx(np.trace(A) * np.trace(B) / (d * np.linalg.norm(A)
+                                                                                     * np.linalg.norm(B)))
+        if res["null_sd"] > 1e-9:
+            assert res["z"] == pytest.approx((res["observed"] - res["null_mean"]) / res["null_sd"])
+        assert 1 / 61 <= res["p"] <= 1
+    # the identity is rotation-invariant: every null draw equals the observed cosine, so sd ~ 0 and p = 1
+    eye = multi[-1]
+    assert eye["null_mean"] == pytest.approx(eye["observed"]) and eye["null_sd"] < 1e-12 and eye["p"] == 1.0
+    assert np.isnan(eye["z"])  # no spread: no z (rounding noise over rounding noise is not a z-score)
+    # the sampled null mean agrees with the expectation over Haar rotations
+    big = random_rotation_cosine_null_multi(As[:1], B, 4000, 2)[0]
+    assert abs(big["null_mean"] - big["expected_mean"]) < 4 * big["null_sd"] / np.sqrt(4000)
+    empty = random_rotation_cosine_null_multi(As[:1], B, 0, 0)[0]
+    assert empty["n_draws"] == 0 and np.isnan(empty["null_mean"]) and np.isnan(empty["p"])

@@ -155,7 +155,7 @@ def corpus_basis(A: np.ndarray, eigvecs: np.ndarray) -> np.ndarray:
     """Corpus basis in model coordinates, all K at once: columns of orth(Aᵀ U) (d x min(d, d_c)).
 
     U: eigenvectors of Σ_E as columns, descending. QR keeps nesting, so [:, :K] is B_K = orth(Aᵀ U_K)."""
-    return orthonormal_columns(np.asarray(A).T @ np.asarray(eigvecs))
+    return orthonormal_columns(np.asarray(A, dtype=np.float64).T @ np.asarray(eigvecs, dtype=np.float64))
 
 
 def _counts(pi: np.ndarray) -> np.ndarray:

@@ -211,8 +211,9 @@ def random_rotation_cosine_null_multi(As: list, B: np.ndarray, n_draws: int = 20
         nl = null[i]
         mu = float(nl.mean()) if nl.size else np.nan
         sd = float(nl.std(ddof=1)) if nl.size > 1 else np.nan
-        p = float((1 + (np.abs(nl - mu) >= abs(obs - mu)).sum()) / (1 + nl.size)) if nl.size else np.nan
+        tol = 1e-12 * max(1.0, abs(mu)) if nl.size else 0.0  # rounding: a rotation-invariant A has a constant null
+        p = float((1 + (np.abs(nl - mu) >= abs(obs - mu) - tol).sum()) / (1 + nl.size)) if nl.size else np.nan
         out.append(dict(observed=obs, expected_mean=float(np.trace(A) * np.trace(B) / (d * na * nb)),
-                        null_mean=mu, null_sd=sd, z=(obs - mu) / sd if sd and sd > 0 else np.nan,
+                        null_mean=mu, null_sd=sd, z=(obs - mu) / sd if sd > tol else np.nan,
                         p=p, n_draws=int(nl.size)))
     return out
