@@ -55,3 +55,14 @@ def test_non_utf8(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf".encode() + b"\xe9 ok")
     with pytest.raises(CorpusError, match=r"latin1\.txt.*not valid UTF-8.*byte offset 3"):
         read_corpus_files(["latin1.txt"], base_dir=str(tmp_path))
+
+
+def test_word_and_line_counts_in_blocks_equal_split():
+    """Blocks cut after a line feed give exactly str.split / str.splitlines, Unicode spaces and CR LF included."""
+    from corpus_weights.corpus import count_words_and_lines
+
+    text = "".join(f"w{i}\u00a0x{i}\u3000y\r\nz {i}\tq\x0bend\n" if i % 3 else f"solo{i}\u2028two\n" for i in range(500))
+    for block in (1, 7, 64, 10_000):
+        assert count_words_and_lines(text, block) == (len(text.split()), len(text.splitlines()))
+    assert count_words_and_lines("no newline at all", 3) == (4, 1)
+    assert count_words_and_lines("", 5) == (0, 0)
