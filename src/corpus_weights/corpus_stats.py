@@ -11,7 +11,6 @@ Lanczos, descending order, sign convention) so artifacts are reproducible.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,6 +19,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh, svds
 
 from .spectra import effective_rank
+from .workflow_io import available_cores
 
 __all__ = [
     "bigram_counts",
@@ -153,18 +153,15 @@ def _fix_signs(U: np.ndarray, *others: np.ndarray) -> None:
         M *= signs
 
 
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+#: From this many non-zeros on, products with a sparse matrix are split over all cores.
+THREADED_NNZ = 2_000_000
 
 
 def sparse_matmul(A: sp.csr_matrix, X: np.ndarray, threads: int | None = None) -> np.ndarray:
     """``A @ X`` for CSR ``A`` and dense ``X``, split into row blocks of equal non-zero count and run on several
     threads (scipy's kernel releases the GIL but is single-threaded itself)."""
-    threads = _threads() if threads is None else max(1, int(threads))
-    if threads == 1 or A.nnz < 1_000_000:
+    threads = available_cores() if threads is None else max(1, int(threads))
+    if threads == 1 or A.nnz < THREADED_NNZ:
         return np.asarray(A @ X)
     cuts = np.searchsorted(A.indptr, np.linspace(0, A.nnz, threads + 1)[1:-1])
     bounds = [0, *map(int, cuts), A.shape[0]]
@@ -178,13 +175,9 @@ def sparse_matmul(A: sp.csr_matrix, X: np.ndarray, threads: int | None = None) -
     return out
 
 
-#: From this many non-zeros on, products with a sparse matrix are split over all cores.
-THREADED_NNZ = 2_000_000
-
-
 def _operator(A: sp.csr_matrix, symmetric: bool = False):
     """A itself, or (when large) a LinearOperator whose products use every core (see sparse_matmul)."""
-    if A.nnz < THREADED_NNZ or _threads() == 1:
+    if A.nnz < THREADED_NNZ or available_cores() == 1:
         return A
     At = A if symmetric else A.T.tocsr()
 
@@ -209,7 +202,7 @@ def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True):
     ARPACK with the same values to ~1e-14 (the accuracy guard is a test); ARPACK beyond, where it is faster and
     lighter. Large products use every core. Returns ``(U, s, Vt)``, or ``s`` alone with ``vectors=False``."""
     A = sp.csr_matrix(A, dtype=np.float64)
-    k, want = int(k), True if vectors else False
+    k, want = int(k), bool(vectors)
     out = None
     if max(A.shape) <= PROPACK_MAX_DIM:
         try:  # PROPACK keeps every Lanczos vector: the step budget is memory (~3 k steps suffice on PPMI matrices)

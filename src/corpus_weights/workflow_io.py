@@ -47,13 +47,17 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
 def usable_threads(requested: int) -> int:
     """Never oversubscribe: Snakemake may grant more threads than this machine has cores."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        available = os.cpu_count() or 1
-    return max(1, min(int(requested), available))
+    return max(1, min(int(requested), available_cores()))
 
 
 def save_weights_npz(weights: dict, meta: dict, path) -> None:
