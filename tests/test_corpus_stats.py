@@ -172,3 +172,258 @@ def test_both_solvers_give_the_same_top_singular_values(monkeypatch):
     assert np.allclose(s1, s2, rtol=1e-10)
     assert np.allclose(np.abs(np.sum(U1 * U2, axis=0)), 1.0, atol=1e-8)
     assert np.allclose(s1, np.linalg.svd(A.toarray(), compute_uv=False)[:6], rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- spectrum of C + C^T, every key
+
+def _dense_spectrum_stats(C, k):
+    M = (C + C.T).toarray()
+    lam = np.linalg.eigvalsh(M)
+    s = np.sort(np.abs(lam))[::-1][:k]
+    fro2 = (M * M).sum()
+    p = s / s.sum()
+    return dict(trace=np.trace(M), frobenius_sq=fro2, pr_exact=np.trace(M) ** 2 / fro2,
+                effective_rank_top_k=np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()),
+                pr_abs_top_k=s.sum() ** 2 / (s ** 2).sum(), pr_sq_top_k=fro2 ** 2 / (s ** 4).sum(),
+                top_k_energy_share=(s ** 2).sum() / fro2, top1_energy_share=s[0] ** 2 / fro2,
+                top_singular_values=s[:10])
+
+
+@pytest.mark.parametrize("k, expected_k", [(None, 38), (5, 5), (100, 38)])
+def test_symmetric_counts_spectrum_every_key_against_dense(k, expected_k):
+    C = _random_sparse(V=40, density=0.2, seed=5)
+    C.setdiag(np.arange(40) % 3)
+    stats = symmetric_counts_spectrum_stats(C, k=k)
+    assert stats["matrix"] == "C + C^T" and stats["n"] == 40 and stats["truncated_top_k"] == expected_k
+    for key, value in _dense_spectrum_stats(C, expected_k).items():
+        assert np.allclose(stats[key], value, rtol=1e-9), key
+    assert len(stats["top_singular_values"]) == min(10, expected_k)
+    assert np.all(np.diff(stats["top_singular_values"]) <= 0)  # descending
+
+
+def test_symmetric_counts_spectrum_is_scale_free_tiny_and_deterministic():
+    """Counts scaled by 1e-3 (Frobenius norm below 1) give the same scale-free statistics; a 3-token vocabulary
+    still has one |eigenvalue| (k = V - 2 = 1); two calls agree to the last bit (seeded Lanczos)."""
+    C = _random_sparse(V=40, density=0.2, seed=6)
+    a, b = symmetric_counts_spectrum_stats(C), symmetric_counts_spectrum_stats(C * 1e-3)
+    assert b["frobenius_sq"] < 1
+    for key in ("pr_exact", "effective_rank_top_k", "pr_abs_top_k", "pr_sq_top_k", "top_k_energy_share",
+                "top1_energy_share"):
+        assert np.isclose(a[key], b[key], rtol=1e-9), key
+    assert a == symmetric_counts_spectrum_stats(C)
+    tiny = symmetric_counts_spectrum_stats(sp.csr_matrix(np.array([[0, 2.0, 0], [0, 0, 1], [0, 0, 0]])))
+    assert tiny["truncated_top_k"] == 1 and np.isclose(tiny["top_singular_values"][0], np.sqrt(5))
+    assert np.isclose(tiny["pr_abs_top_k"], 1.0) and np.isclose(tiny["top1_energy_share"], 5 / 10)
+
+
+def test_symmetric_counts_spectrum_of_no_counts_and_wrong_shape():
+    out = symmetric_counts_spectrum_stats(sp.csr_matrix((5, 5)))
+    assert out["truncated_top_k"] == 0 and np.isnan(out["effective_rank_top_k"]) and np.isnan(out["pr_exact"])
+    assert out["trace"] == 0 and out["frobenius_sq"] == 0 and "pr_abs_top_k" not in out
+    with pytest.raises(ValueError, match=r"C must be square, got \(3, 4\)"):
+        symmetric_counts_spectrum_stats(sp.csr_matrix((3, 4)))
+
+
+# ----------------------------------------------------------------------------- solvers: paths, order, seeds
+
+def _planted_sparse(n=120, m=90, seed=0):
+    """A sparse matrix with known, well-separated singular values: a scaled partial permutation."""
+    rng = np.random.default_rng(seed)
+    values = np.linspace(20.0, 1.0, m)
+    rows = rng.permutation(n)[:m]
+    cols = rng.permutation(m)
+    return sp.csr_matrix((values, (rows, cols)), shape=(n, m)), values
+
+
+@pytest.mark.parametrize("propack_max", [10**9, 0])  # PROPACK, then ARPACK
+def test_top_singular_planted_descending_and_bit_reproducible(monkeypatch, propack_max):
+    import corpus_weights.corpus_stats as cs
+
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", propack_max)
+    A, values = _planted_sparse()
+    U, s, Vt = cs.top_singular(A, 4, seed=3)
+    assert s.shape == (4,) and np.allclose(s, values[:4], rtol=1e-10)
+    assert np.allclose(np.abs(U.T @ (A @ Vt.T)), np.diag(values[:4]), atol=1e-8)
+    U2, s2, Vt2 = cs.top_singular(A, 4, seed=3)
+    assert np.array_equal(U, U2) and np.array_equal(s, s2) and np.array_equal(Vt, Vt2)
+    only = cs.top_singular(A, 4, seed=3, vectors=False)
+    assert only.shape == (4,) and np.allclose(only, values[:4], rtol=1e-10) and np.all(np.diff(only) < 0)
+
+
+def test_top_singular_solver_switch_at_the_limit_and_fallback_warning(monkeypatch, caplog):
+    import corpus_weights.corpus_stats as cs
+
+    A, values = _planted_sparse()
+    used = []
+    real_svds = cs.svds
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["solver"])
+        return real_svds(*args, **kwargs)
+
+    monkeypatch.setattr(cs, "svds", spy)
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 120)  # = max(A.shape): still PROPACK
+    cs.top_singular(A, 3)
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 119)
+    cs.top_singular(A, 3)
+    assert used == ["propack", "arpack"]
+
+    def failing(*args, **kwargs):
+        if kwargs["solver"] == "propack":
+            raise np.linalg.LinAlgError("planted failure")
+        return real_svds(*args, **kwargs)
+
+    monkeypatch.setattr(cs, "svds", failing)
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 10**9)
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+        s = cs.top_singular(A, 3, vectors=False)
+    assert np.allclose(s, values[:3]) and "PROPACK did not converge (planted failure); using ARPACK" in caplog.text
+
+
+def test_top_abs_eigenvalues_planted_signed_spectrum_and_reproducible(monkeypatch):
+    """Block-diagonal [[0, a], [a, 0]] blocks have eigenvalues +-a: the |eigenvalues| come back descending, each
+    twice, the same to the last bit on a second call, and through the threaded operator as well."""
+    import corpus_weights.corpus_stats as cs
+
+    a = np.array([9.0, 7.0, 5.0, 3.0, 2.0, 1.0])
+    M = sp.block_diag([sp.csr_matrix([[0, x], [x, 0]]) for x in a], format="csr")
+    w = cs.top_abs_eigenvalues(M, 4, seed=1)
+    assert np.allclose(w, [9, 9, 7, 7], rtol=1e-10)
+    assert np.array_equal(w, cs.top_abs_eigenvalues(M, 4, seed=1))
+    monkeypatch.setattr(cs, "THREADED_NNZ", 0)
+    monkeypatch.setattr(cs, "available_cores", lambda: 2)
+    assert np.allclose(cs.top_abs_eigenvalues(M, 4, seed=1), [9, 9, 7, 7], rtol=1e-10)
+
+
+def test_threaded_operator_products_match_the_matrix(monkeypatch):
+    import corpus_weights.corpus_stats as cs
+
+    A = sp.random(50, 30, density=0.3, format="csr", random_state=4)
+    x, X = np.arange(30.0), np.arange(60.0).reshape(30, 2)
+    y, Y = np.arange(50.0), np.arange(100.0).reshape(50, 2)
+    monkeypatch.setattr(cs, "available_cores", lambda: 1)
+    assert cs._operator(A) is A  # one core: the matrix itself
+    monkeypatch.setattr(cs, "available_cores", lambda: 2)
+    assert cs._operator(A) is A  # below the threshold: the matrix itself
+    monkeypatch.setattr(cs, "THREADED_NNZ", 0)
+    op = cs._operator(A)
+    assert op is not A and op.shape == (50, 30)
+    assert np.allclose(op.matvec(x), A @ x) and op.matvec(x).shape == (50,)
+    assert np.allclose(op.rmatvec(y), A.T @ y) and op.rmatvec(y).shape == (30,)
+    assert np.allclose(op.matmat(X), A @ X) and np.allclose(op.rmatmat(Y), A.T @ Y)
+    S = (A[:30] + A[:30].T).tocsr()
+    sym = cs._operator(S, symmetric=True)
+    assert np.allclose(sym.rmatvec(x), S @ x)
+
+
+def test_sparse_matmul_thread_counts_and_dtype(monkeypatch):
+    import corpus_weights.corpus_stats as cs
+
+    A = sp.random(40, 20, density=0.4, format="csr", random_state=5)
+    X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    monkeypatch.setattr(cs, "THREADED_NNZ", 0)
+    for threads in (1, 2, 5, 40):
+        out = cs.sparse_matmul(A, X, threads=threads)
+        assert np.allclose(out, A @ X) and out.dtype == np.float64
+    monkeypatch.setattr(cs, "available_cores", lambda: 3)
+    assert np.allclose(cs.sparse_matmul(A, X), A @ X)
+    monkeypatch.setattr(cs, "THREADED_NNZ", A.nnz)  # exactly at the threshold: threaded
+    calls = []
+    monkeypatch.setattr(cs, "ThreadPoolExecutor", lambda n: calls.append(n) or __import__(
+        "concurrent.futures").futures.ThreadPoolExecutor(n))
+    cs.sparse_matmul(A, X, threads=2)
+    assert calls == [2]
+
+
+# ----------------------------------------------------------------------------- edges and error messages
+
+def test_ppmi_embeddings_paths_at_the_rank_bound(monkeypatch, caplog):
+    import corpus_weights.corpus_stats as cs
+
+    P = ppmi(_random_sparse(V=12, density=0.6, seed=2))
+    kmax = 12
+    s_dense = np.linalg.svd(P.toarray(), compute_uv=False)
+    for dim in (kmax - 2, kmax - 1, kmax):  # svds, dense (svds unreliable at kmax - 1), dense
+        E_in, E_out, s = ppmi_embeddings(P, dim)
+        assert E_in.shape == (12, dim) and np.allclose(s, s_dense[:dim])
+        assert np.allclose(E_in @ E_out.T, (lambda U, S, Vt: (U[:, :dim] * S[:dim]) @ Vt[:dim])(
+            *np.linalg.svd(P.toarray())), atol=1e-8)
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+        ppmi_embeddings(P, kmax + 1)
+    assert "ppmi_embeddings: dim=13 > rank bound 12; padding with zero components" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+        ppmi_embeddings(P, kmax)
+    assert "padding" not in caplog.text
+    with pytest.raises(ValueError, match="dim must be >= 1, got 0"):
+        ppmi_embeddings(P, 0)
+    assert ppmi_embeddings(P, 1)[0].shape == (12, 1)
+    monkeypatch.setattr(cs, "DENSE_SVD_MAX", 11)  # 12 > the dense limit: dim = kmax - 1 goes to svds
+    assert np.allclose(ppmi_embeddings(P, kmax - 1)[2], s_dense[:kmax - 1], rtol=1e-8)
+    with pytest.raises(ValueError, match=r"dim=12 >= min\(P.shape\)=12: truncated SVD impossible"):
+        ppmi_embeddings(P, kmax)
+    monkeypatch.setattr(cs, "DENSE_SVD_MAX", 12)  # exactly at the limit: dense is allowed
+    assert ppmi_embeddings(P, kmax)[0].shape == (12, 12)
+
+
+def test_ppmi_embeddings_singular_values_clipped_and_seed_default():
+    P = sp.csr_matrix(np.diag([3.0, 2.0, 1.0, 0.0]))
+    E_in, _, s = ppmi_embeddings(P, 4)  # dense path: the zero singular value stays exactly 0, never negative
+    assert np.all(s >= 0) and s[-1] == 0
+    Q = ppmi(_random_sparse(V=40, density=0.2, seed=9))
+    assert np.array_equal(ppmi_embeddings(Q, 3)[0], ppmi_embeddings(Q, 3, seed=0)[0])
+
+
+def test_bigram_counts_edges_and_index_types():
+    assert bigram_counts(np.array([2]), 3).nnz == 0 and bigram_counts(np.array([2]), 3).shape == (3, 3)
+    one = bigram_counts(np.array([2, 0]), 3)  # a single pair
+    assert one.toarray()[2, 0] == 1 and one.nnz == 1 and one.dtype == np.float64
+    C = bigram_counts(np.array([0, 1, 0, 1], dtype=np.int16), 3)
+    assert C.indices.dtype == np.int32 and C.indptr.dtype == np.int32 and C.data.dtype == np.float64
+    assert np.array_equal(C.toarray(), [[0, 2, 0], [1, 0, 0], [0, 0, 0]])
+    assert bigram_counts([0, 1, 0], 2).toarray()[0, 1] == 1  # a list is accepted
+    V = 65_536  # V**2 = 2**32 exactly: one more than uint32 holds, so uint64 keys
+    C = bigram_counts(np.array([V - 1, V - 1, 3]), V)
+    assert C[V - 1, V - 1] == 1 and C[V - 1, 3] == 1 and C.nnz == 2
+
+
+def test_id_and_count_errors_are_worded():
+    with pytest.raises(ValueError, match=r"ids out of range \[0, 3\): min 0, max 3"):
+        bigram_counts(np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match=r"ids out of range \[0, 3\): min -1, max 1"):
+        unigram_distribution(np.array([-1, 1]), 3)
+    assert unigram_distribution(np.array([2, 2]), 3)[2] == 1.0  # max = V - 1 is in range
+    with pytest.raises(ValueError, match="ids must be integers, got float64"):
+        bigram_counts(np.array([0.0, 1.0]), 3)
+    with pytest.raises(ValueError, match=r"ids must be 1-D, got shape \(1, 2\)"):
+        bigram_counts(np.array([[0, 1]]), 3)
+    with pytest.raises(ValueError, match="cannot compute a unigram distribution from zero tokens"):
+        unigram_distribution(np.array([], dtype=np.int64), 3)
+    assert unigram_distribution(np.array([1]), 2).tolist() == [0.0, 1.0]  # one token is enough
+    with pytest.raises(ValueError, match="counts must be non-negative"):
+        ppmi(sp.csr_matrix(np.array([[1.0, -1.0], [0.0, 1.0]])))
+    assert ppmi(sp.csr_matrix(np.array([[0.5, 0.0], [0.0, 0.5]]))).nnz == 2  # fractional counts are counts
+    with pytest.raises(ValueError, match=r"E \(3, 2\) and pi \(2,\) disagree"):
+        corpus_covariance(np.zeros((3, 2)), np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"E \(3,\) and pi \(3,\) disagree"):
+        corpus_covariance(np.zeros(3), np.full(3, 1 / 3))
+    with pytest.raises(ValueError, match=r"pi must be a probability vector \(sum 1.1"):
+        corpus_covariance(np.zeros((2, 2)), np.array([0.6, 0.5]))
+    with pytest.raises(ValueError, match="probability vector"):
+        corpus_covariance(np.zeros((2, 2)), np.array([1.5, -0.5]))
+    Sigma, _ = corpus_covariance(np.eye(2), np.array([1.0, 0.0]))  # a zero probability is allowed
+    assert np.allclose(Sigma, 0)
+    with pytest.raises(ValueError, match="probability vector"):
+        corpus_covariance(np.eye(2), np.array([0.5, 0.5 + 1e-4]))
+
+
+def test_ppmi_rows_of_a_rectangular_count_matrix_and_transition_of_fractional_rows():
+    C = sp.csr_matrix(np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0]]))  # 2 x 3: rows and columns differ
+    P = ppmi(C, alpha=1.0).toarray()
+    # N = 4; row sums (3, 1); column sums (1, 2, 1): PMI(0,1) = log(2/4 / (3/4 * 2/4)) = log(4/3),
+    # PMI(0,2) = log(1/4 / (3/4 * 1/4)) = log(4/3), PMI(1,0) = log(1/4 / (1/4 * 1/4)) = log 4
+    assert np.allclose(P, [[0, np.log(4 / 3), np.log(4 / 3)], [np.log(4), 0, 0]])
+    T = transition_matrix(sp.csr_matrix(np.array([[0.25, 0.25], [0.0, 0.0]]))).toarray()
+    assert np.allclose(T, [[0.5, 0.5], [0, 0]])  # a row summing to 0.5 (< 1) is still normalised
+    Cz = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 1.0]]))
+    assert ppmi(Cz, alpha=1.0)[1, 1] == 0.0 and ppmi(Cz, alpha=1.0).nnz == 2  # PMI(1,1) = log(2/3) < 0 dropped

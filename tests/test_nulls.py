@@ -132,3 +132,33 @@ def test_rotation_null_multi_equals_single_draw_by_draw():
     assert abs(big["null_mean"] - big["expected_mean"]) < 4 * big["null_sd"] / np.sqrt(4000)
     empty = random_rotation_cosine_null_multi(As[:1], B, 0, 0)[0]
     assert empty["n_draws"] == 0 and np.isnan(empty["null_mean"]) and np.isnan(empty["p"])
+
+
+def test_log_frequency_bins_planted_strata():
+    from corpus_weights.nulls import log_frequency_bins
+
+    counts = np.expm1(np.arange(10.0))  # log(count + 1) = 0, 1, ..., 9
+    # n_bins = 3: equal occupancy 0,0,0,0,1,1,1,2,2,2; equal width floor(k / 9 * 3) capped at 2: 0,0,0,1,1,1,2,2,2,2
+    assert log_frequency_bins(counts, 3).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4, 4]
+    shifted = np.expm1(np.arange(10.0) + 5)  # widths are relative to the range, not to zero
+    assert log_frequency_bins(shifted, 3).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4, 4]
+    assert log_frequency_bins(np.full(7, 4.0), 3).tolist() == [0, 0, 0, 1, 1, 2, 2]  # one count: occupancy only
+    empty = log_frequency_bins(np.zeros(0), 3)
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    # ties split by occupancy in index order (a stable sort): 40 tokens seen once, 10 seen 50 times
+    counts = np.r_[np.ones(40), np.full(10, 50.0)][np.random.default_rng(0).permutation(50)]
+    ones = np.flatnonzero(counts == 1)
+    expected = np.full(50, 2)
+    expected[ones[:25]], expected[ones[25:]] = 0, 1  # the first 25 tokens seen once (by index) fill the lower half
+    assert log_frequency_bins(counts, 2).tolist() == expected.tolist()
+
+
+def test_benjamini_hochberg_rejects_at_equality_and_normal_p_two_sided():
+    from corpus_weights.nulls import benjamini_hochberg, normal_p
+
+    assert benjamini_hochberg([0.02, 0.04], q=0.04).tolist() == [True, True]  # p = q k / m exactly is rejected
+    assert benjamini_hochberg([0.04, 0.02], q=0.04).tolist() == [True, True]
+    assert benjamini_hochberg([0.5, 0.9]).dtype == bool and not benjamini_hochberg([0.5, 0.9]).any()
+    assert np.isclose(normal_p(1.959963984540054, two_sided=True), 0.05)
+    assert np.isclose(normal_p(-1.959963984540054, two_sided=True), 0.05)
+    assert np.isclose(normal_p(1.6448536269514722), 0.05)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from corpus_weights.alignment import corpus_basis, fit_ridge_map, stratified_halves
 from corpus_weights.projection import pca_basis, projection_share, r2, random_basis, shares_table
@@ -101,3 +102,91 @@ def test_basics():
     assert np.isclose(projection_share(X, np.eye(d)), 1)
     assert np.isclose(projection_share(X, np.eye(d)[:, :3]), (X[:, :3] ** 2).sum() / (X ** 2).sum())
     assert np.isclose(r2(X, X), 1) and r2(X, np.full_like(X, X.mean())) == 0
+
+
+def _one_layer(rng, d=6):
+    w = {"W_E": rng.standard_normal((10, d)), "ln_final.w": np.ones(d)}
+    for t, shape in (("W_Q", (d, d)), ("W_K", (d, d)), ("W_V", (d, d)), ("W_O", (d, d)), ("W_in", (3 * d, d)),
+                     ("W_out", (d, 3 * d))):
+        w[f"L0.{t}"] = rng.standard_normal(shape)
+    return w
+
+
+def test_shares_table_paths_cache_draws_and_embeddings():
+    from corpus_weights.projection import _grams
+
+    rng = np.random.default_rng(5)
+    w = _one_layer(rng)
+    B = np.linalg.qr(rng.standard_normal((6, 4)))[0]
+    draws = [np.linalg.qr(rng.standard_normal((6, 4)))[0] for _ in range(3)]
+    df = shares_table(w, {"b": B, "r": draws, "none": []}, 2, keep_draws=True)
+    assert set(df.basis) == {"own", "b", "r"}  # a basis with zero draws is skipped, the others kept
+    assert (df.K == 2).all() and (df.d == 6).all()
+    emb = df[(df.matrix == "W_E") & (df.basis == "b")].iloc[0]
+    X = w["W_E"]
+    assert emb.layer == -1 and np.isclose(emb.share, projection_share(X, B[:, :2]))
+    r = df[(df.matrix == "W_Q") & (df.basis == "r")].iloc[0]
+    per_draw = [projection_share(_rows(w, "L0.W_Q"), D[:, :2]) for D in draws]
+    assert np.allclose(r.share_draws, per_draw) and np.isclose(r.share, np.mean(per_draw))
+    assert np.isclose(r.share_sd, np.std(per_draw, ddof=1)) and r.n_draws == 3 and r.layer == 0
+    single = df[(df.matrix == "W_Q") & (df.basis == "b")].iloc[0]
+    assert np.isnan(single.share_sd) and single.n_draws == 1 and single.share_draws == [single.share]
+    pooled = df[(df.matrix == "pooled_nonembed") & (df.basis == "own")].iloc[0]
+    assert pooled.layer == -1
+    assert "share_draws" not in shares_table(w, {"b": B}, 2).columns
+    no_emb = shares_table(w, {"b": B}, 2, include_embeddings=False)
+    assert "W_E" not in set(no_emb.matrix) and "W_Q" in set(no_emb.matrix)
+    cached = shares_table(w, {"b": B}, 2, _cache=_grams(w, "W", None, True))
+    assert cached.equals(shares_table(w, {"b": B}, 2))
+    assert "W_E" in set(shares_table(w, {"b": B}, 2).matrix)  # embeddings included by default
+
+
+def _rows(w, name):
+    from corpus_weights.residual_space import residual_vectors
+
+    return residual_vectors(name, np.asarray(w[name]))
+
+
+def test_shares_table_zero_matrix_small_own_and_errors():
+    rng = np.random.default_rng(6)
+    w = _one_layer(rng)
+    init = {k: v.copy() for k, v in w.items()}
+    B = np.linalg.qr(rng.standard_normal((6, 3)))[0]
+    dW = shares_table(w, {"b": B}, 2, target="dW", W_init=init)  # untrained: every ΔW is zero
+    assert dW.share.isna().all() and dW.own_share.isna().all() and dW.normalised.isna().all()
+    tiny = {k: 1e-3 * v for k, v in w.items()}  # squared norms far below 1 are still shares
+    assert np.allclose(shares_table(tiny, {"b": B}, 2).share, shares_table(w, {"b": B}, 2).share)
+    full = shares_table(w, {"b": np.eye(6)}, 6)  # K = d: own = K/d = 1, no normalised score
+    assert full.normalised.isna().all() and np.allclose(full.share, 1)
+    with pytest.raises(ValueError, match="target='dW' needs W_init"):
+        shares_table(w, {"b": B}, 2, target="dW")
+    with pytest.raises(ValueError, match="target must be 'W' or 'dW'"):
+        shares_table(w, {"b": B}, 2, target="X")
+
+
+def test_pca_basis_weighted_and_centred_by_hand():
+    X = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) + [10.0, 0.0]
+    B = pca_basis(X, 1)  # centred: variance 2 along x beats 0.5 along y
+    assert np.allclose(np.abs(B[:, 0]), [1, 0]) and B[np.abs(B[:, 0]).argmax(), 0] > 0
+    B2 = pca_basis(X, 2)
+    assert np.allclose(np.abs(B2), np.eye(2))  # descending order, both directions
+    Bw = pca_basis(X, 1, weights=np.array([0.01, 0.01, 1.0, 1.0]))  # weights favour the y-spread rows
+    assert np.allclose(np.abs(Bw[:, 0]), [0, 1], atol=1e-3)
+    Bw3 = pca_basis(X, 1, weights=np.array([0.03, 0.03, 3.0, 3.0]))  # weights are normalised
+    assert np.allclose(Bw3, Bw)
+    Bu = pca_basis(X, 1, center=False)  # uncentred: the offset (10, 0) dominates
+    assert np.allclose(np.abs(Bu[:, 0]), [1, 0])
+    Y = np.array([[0.0, 3.0], [0.0, -3.0], [1.0, 0.0], [-1.0, 0.0]]) + [0.0, 0.5]
+    assert np.allclose(np.abs(pca_basis(Y, 1)[:, 0]), [0, 1])
+    Z = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [0.0, 0.0]])
+    assert np.allclose(np.abs(pca_basis(Z, 1)[:, 0]), [0, 1])  # 5 rows, 2 columns: weights are 1/n of rows
+
+
+def test_aligned_corpus_basis_is_orth_of_the_mapped_eigenvectors():
+    from corpus_weights.projection import aligned_corpus_basis
+
+    A = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # corpus (2-dim) -> model (3-dim)
+    U = np.eye(2)
+    B = aligned_corpus_basis(A, U)
+    assert B.shape == (3, 2) and np.allclose(np.abs(B), [[1, 0], [0, 0], [0, 1]])
+    assert np.allclose(aligned_corpus_basis(A, U[:, :1]), B[:, :1])

@@ -57,3 +57,32 @@ def test_causal_and_fold():
     with pytest.raises(ValueError):
         rotate_residual(w, np.eye(16))
     assert residual_matrix_names(f)[:3] == ["W_E", "W_pos", "W_U"]
+
+
+@pytest.mark.parametrize("key", ["L1.ln1.w", "L0.ln2.w", "ln_final.w"])
+def test_rotation_refuses_each_unfolded_layernorm_weight(key):
+    folded = fold_layernorm(small_model(np.random.default_rng(1)))
+    Q = random_rotation_fixing_ones(16, np.random.default_rng(2))
+    rotate_residual(folded, Q)  # folded: fine
+    folded[key] = folded[key] * 1.5
+    with pytest.raises(ValueError, match=r"rotate_residual needs folded LayerNorm weights \(fold_layernorm first\)"):
+        rotate_residual(folded, Q)
+    assert rotate_residual(folded, Q, check_folded=False)[key] is not folded[key]  # copied, not shared
+    unfolded_unembedding = fold_layernorm(small_model(np.random.default_rng(1)))
+    del unfolded_unembedding["W_U"]
+    with pytest.raises(ValueError, match=r"rotate_residual needs an explicit W_U \(fold_layernorm first\)"):
+        rotate_residual(unfolded_unembedding, Q)
+
+
+def test_fold_returns_independent_arrays_and_layer_count():
+    from corpus_weights.residual_space import n_layers
+
+    w = small_model(np.random.default_rng(3))
+    folded = fold_layernorm(w)
+    for k in w:
+        assert not np.shares_memory(folded[k], w[k]), k
+    assert n_layers(w) == 2 and n_layers({"W_E": np.ones((2, 2))}) == 0
+    with pytest.raises(ValueError, match="'L0.ln1.w' is not a residual-space matrix"):
+        residual_vectors("L0.ln1.w", np.ones(2))
+    assert residual_matrix_names(w, embeddings=False)[0] == "L0.W_Q"
+    assert residual_matrix_names(w)[:2] == ["W_E", "W_pos"]

@@ -51,3 +51,26 @@ def test_spectrum_row_kinds_agree():
     assert math.isclose(r_s["effective_rank"], effective_rank(sv))
     with pytest.raises(ValueError):
         spectrum_row("x", [1.0], kind="other")
+
+
+def test_spectrum_row_planted_every_key():
+    row = spectrum_row("M", [1.0, 3.0, -0.5, 0.0], kind="eigen")  # sorted descending, negatives clipped
+    assert row == {"name": "M", "pr": 16 / 10, "effective_rank": effective_rank([3.0, 1.0]), "n": 4,
+                   "top1_share": 0.75}
+    sv = spectrum_row("W", [1.0, 2.0], kind="singular")  # energies 4, 1
+    assert math.isclose(sv["top1_share"], 0.8) and math.isclose(sv["pr"], 25 / 17)
+    small = spectrum_row("s", [0.3, 0.1])  # energies below 1 still give a share
+    assert math.isclose(small["top1_share"], 0.75)
+    zero = spectrum_row("z", [0.0, 0.0])
+    assert math.isnan(zero["top1_share"]) and math.isnan(zero["pr"]) and math.isnan(zero["effective_rank"])
+    empty = spectrum_row("e", [])
+    assert empty["n"] == 0 and math.isnan(empty["top1_share"])
+    with pytest.raises(ValueError, match="kind must be 'eigen' or 'singular', got 'other'"):
+        spectrum_row("x", [1.0], kind="other")
+
+
+def test_effective_rank_and_pr_edges():
+    assert math.isnan(effective_rank([0.0, 0.0]))
+    assert math.isclose(effective_rank([0.5, 0.5]), 2.0)  # values summing to 1 are a spectrum like any other
+    assert math.isclose(effective_rank([1.0, -1.0]), 1.0)  # negatives clipped
+    assert math.isclose(participation_ratio([0.5, 0.5]), 2.0)

@@ -68,6 +68,10 @@ class RidgeFits:
 
     def choose_lambda(self, Y: np.ndarray) -> float:
         """λ minimising the cross-validated squared error for targets Y (rows = fit tokens)."""
+        return float(self.grid[int(np.argmin(self.cv_errors(Y)))] * self.scale)
+
+    def cv_errors(self, Y: np.ndarray) -> np.ndarray:
+        """Cross-validated squared error summed over the folds, one per λ of the grid (λ = grid × scale)."""
         # For shrinkage weights s_g = sv / (sv² + λ_g), the held-out error ‖Xte diag(s_g) UtY − Yte‖² expands to
         # s_gᵀ H s_g − 2 s_g·h + ‖Yte‖² with H = (XteᵀXte) ∘ (UtY UtYᵀ) and h = rowsums((XteᵀYte) ∘ UtY): every λ
         # of the grid costs O(rank²) once H and h are known.
@@ -81,7 +85,7 @@ class RidgeFits:
             h = ((Xte.T @ Yte) * UtY).sum(axis=1)
             shrink = sv[None, :] / (sv[None, :] ** 2 + lams[:, None])  # (grid, rank)
             errors += np.einsum("gr,rs,gs->g", shrink, H, shrink) - 2 * shrink @ h + (Yte * Yte).sum()
-        return float(lams[int(np.argmin(errors))])
+        return errors
 
     def fit(self, W: np.ndarray, lam: float | None = None) -> dict:
         """Map A to the rows of W (all V rows; the fit/test halves are taken from it). Returns dict(A, lam,

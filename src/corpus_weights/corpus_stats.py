@@ -288,7 +288,7 @@ def corpus_covariance(E: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, np.nda
     if E.ndim != 2 or pi.shape[0] != E.shape[0]:
         raise ValueError(f"E {E.shape} and pi {pi.shape} disagree")
     if (pi < 0).any() or not np.isclose(pi.sum(), 1.0, atol=1e-8):
-        raise ValueError(f"pi must be a probability vector (sum {pi.sum()!r})")
+        raise ValueError(f"pi must be a probability vector (sum {float(pi.sum())!r})")
     mu = pi @ E
     X = E - mu
     Sigma = X.T @ (X * pi[:, None])
