@@ -36,7 +36,7 @@ def test_debiased_cka_equals_its_u_statistic_definition(n):
 
 
 def test_debiased_cka_degenerate_inputs():
-    with pytest.raises(ValueError, match="debiased CKA needs at least 4 rows"):
+    with pytest.raises(ValueError, match=r"^debiased CKA needs at least 4 rows$"):
         debiased_linear_cka(np.ones((3, 2)), np.ones((3, 2)))
     X = np.random.default_rng(0).standard_normal((6, 2))
     assert np.isnan(debiased_linear_cka(np.zeros((6, 2)), X))  # no variation: no CKA
@@ -201,6 +201,8 @@ def test_vocabulary_alignment_null_uses_the_frequency_strata():
 def test_basis_null_refits_with_the_given_lambda(monkeypatch):
     _, pi, E, W = _small_case(seed=2, d=3)
     fit_idx, test_idx = stratified_halves(top_tokens(pi, 100), 0)
+    one = basis_null(E, W, pi, fit_idx, test_idx, 0.7, 1, 2, 0)
+    assert not np.allclose(one, basis_null(E, W, pi, fit_idx, test_idx, 0.7, 6, 2, 0))  # the strata are used
     assert basis_null(E, W, pi, fit_idx, test_idx, 0.7, 4, 0, 0).shape == (0, 3, 3)  # d from W, not E
     calls = []
     real = al.fit_ridge_map
@@ -215,3 +217,18 @@ def test_basis_null_refits_with_the_given_lambda(monkeypatch):
     assert all(lam == 0.7 and np.array_equal(t, test_idx) for lam, t in calls)
     for B in bases:
         assert np.allclose(B.T @ B, np.eye(3))
+
+
+def test_vocabulary_alignment_passes_its_lambda_and_seed_on(monkeypatch):
+    _, pi, E, W = _small_case(seed=3)
+    W = W + 4 * np.random.default_rng(9).standard_normal(W.shape)  # noisy: λ depends on the folds
+    top = top_tokens(pi, 100)
+    seed = next(s for s in range(1, 50) if fit_ridge_map(E, W, *stratified_halves(top, s), seed=s)["lam"]
+                != fit_ridge_map(E, W, *stratified_halves(top, s), seed=0)["lam"])
+    _, summary = vocabulary_alignment(E, W, pi, top_n=100, n_bins=4, n_draws=0, seed=seed)
+    assert summary["ridge_lambda"] == fit_ridge_map(E, W, *stratified_halves(top, seed), seed=seed)["lam"]
+    seen = []
+    monkeypatch.setattr(al, "basis_null", lambda E_, W_, pi_, f, t, lam, *rest: seen.append((lam, t)) or np.zeros(
+        (0, 4, 4)))
+    vocabulary_alignment(E, W, pi, top_n=100, n_bins=4, n_draws=0, seed=seed, eigvecs=np.eye(6), basis_draws=1)
+    assert seen[0][0] == summary["ridge_lambda"] and np.array_equal(seen[0][1], stratified_halves(top, seed)[1])

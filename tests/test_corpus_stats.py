@@ -277,7 +277,8 @@ def test_top_singular_solver_switch_at_the_limit_and_fallback_warning(monkeypatc
     monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 10**9)
     with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
         s = cs.top_singular(A, 3, vectors=False)
-    assert np.allclose(s, values[:3]) and "PROPACK did not converge (planted failure); using ARPACK" in caplog.text
+    assert np.allclose(s, values[:3])
+    assert [r.getMessage() for r in caplog.records] == ["PROPACK did not converge (planted failure); using ARPACK"]
 
 
 def test_top_abs_eigenvalues_planted_signed_spectrum_and_reproducible(monkeypatch):
@@ -427,3 +428,45 @@ def test_ppmi_rows_of_a_rectangular_count_matrix_and_transition_of_fractional_ro
     assert np.allclose(T, [[0.5, 0.5], [0, 0]])  # a row summing to 0.5 (< 1) is still normalised
     Cz = sp.csr_matrix(np.array([[0.0, 1.0], [1.0, 1.0]]))
     assert ppmi(Cz, alpha=1.0)[1, 1] == 0.0 and ppmi(Cz, alpha=1.0).nnz == 2  # PMI(1,1) = log(2/3) < 0 dropped
+
+
+def test_spectrum_default_k_is_256_and_values_below_one_are_kept():
+    import corpus_weights.corpus_stats as cs
+
+    C = _random_sparse(V=300, density=0.03, seed=8)
+    assert symmetric_counts_spectrum_stats(C)["truncated_top_k"] == 256
+    A, values = _planted_sparse()
+    A = A * 0.01  # every singular value below 1
+    assert np.allclose(cs.top_singular(A, 3, vectors=False), 0.01 * values[:3], rtol=1e-10)
+
+
+def test_ppmi_of_one_pair_and_of_empty_trailing_columns():
+    one = ppmi(sp.csr_matrix(([3.0], ([0], [1])), shape=(2, 2)))
+    assert one.nnz == 0 and one.shape == (2, 2)  # PMI of the only pair is log 1 = 0
+    C = sp.csr_matrix(np.array([[0.0, 2.0, 0.0], [1.0, 1.0, 0.0]]))  # the last column has no counts
+    assert ppmi(C).shape == (2, 3)
+
+
+def test_messages_are_exact():
+    import corpus_weights.corpus_stats as cs
+
+    with pytest.raises(ValueError, match=r"^counts must be non-negative$"):
+        ppmi(sp.csr_matrix(np.array([[1.0, -1.0], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match=r"^cannot compute a unigram distribution from zero tokens$"):
+        unigram_distribution(np.array([], dtype=np.int64), 3)
+    logger = cs.log
+    records = []
+
+    class Keep:
+        level = 0
+
+        def handle(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        ppmi_embeddings(ppmi(_random_sparse(V=8, density=0.9, seed=1)), 9)
+    finally:
+        logger.removeHandler(handler)
+    assert records == ["ppmi_embeddings: dim=9 > rank bound 8; padding with zero components"]

@@ -162,3 +162,25 @@ def test_benjamini_hochberg_rejects_at_equality_and_normal_p_two_sided():
     assert np.isclose(normal_p(1.959963984540054, two_sided=True), 0.05)
     assert np.isclose(normal_p(-1.959963984540054, two_sided=True), 0.05)
     assert np.isclose(normal_p(1.6448536269514722), 0.05)
+
+
+def test_null_numerators_in_blocks_equal_one_block():
+    from corpus_weights.nulls import _null_numerators
+
+    rng = np.random.default_rng(0)
+    Ac, Bc = rng.standard_normal((2, 9, 9)), rng.standard_normal((9, 9))
+    P = np.stack([rng.permutation(9) for _ in range(4)])
+    whole = _null_numerators(lambda I: Ac[:, I, :], 2, Bc, P)
+    blocks = _null_numerators(lambda I: Ac[:, I, :], 2, Bc, P, block_bytes=1)  # one row at a time
+    assert np.allclose(whole, blocks, rtol=1e-5)
+    by_hand = np.array([[(Ac[h] * Bc[p][:, p]).sum() for p in P] for h in range(2)])
+    assert np.allclose(whole, by_hand, rtol=1e-4)
+
+
+def test_rotation_null_with_two_draws_has_a_spread():
+    from corpus_weights.nulls import random_rotation_cosine_null
+
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((2, 5, 5))
+    out = random_rotation_cosine_null(A, B, n_draws=2, rng=3)
+    assert out["n_draws"] == 2 and out["null_sd"] > 0 and np.isfinite(out["z"])

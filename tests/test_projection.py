@@ -119,7 +119,7 @@ def test_shares_table_paths_cache_draws_and_embeddings():
     w = _one_layer(rng)
     B = np.linalg.qr(rng.standard_normal((6, 4)))[0]
     draws = [np.linalg.qr(rng.standard_normal((6, 4)))[0] for _ in range(3)]
-    df = shares_table(w, {"b": B, "r": draws, "none": []}, 2, keep_draws=True)
+    df = shares_table(w, {"none": [], "b": B, "r": draws}, 2, keep_draws=True)
     assert set(df.basis) == {"own", "b", "r"}  # a basis with zero draws is skipped, the others kept
     assert (df.K == 2).all() and (df.d == 6).all()
     emb = df[(df.matrix == "W_E") & (df.basis == "b")].iloc[0]
@@ -158,9 +158,9 @@ def test_shares_table_zero_matrix_small_own_and_errors():
     assert np.allclose(shares_table(tiny, {"b": B}, 2).share, shares_table(w, {"b": B}, 2).share)
     full = shares_table(w, {"b": np.eye(6)}, 6)  # K = d: own = K/d = 1, no normalised score
     assert full.normalised.isna().all() and np.allclose(full.share, 1)
-    with pytest.raises(ValueError, match="target='dW' needs W_init"):
+    with pytest.raises(ValueError, match="^target='dW' needs W_init$"):
         shares_table(w, {"b": B}, 2, target="dW")
-    with pytest.raises(ValueError, match="target must be 'W' or 'dW'"):
+    with pytest.raises(ValueError, match="^target must be 'W' or 'dW'$"):
         shares_table(w, {"b": B}, 2, target="X")
 
 
@@ -176,7 +176,7 @@ def test_pca_basis_weighted_and_centred_by_hand():
     assert np.allclose(Bw3, Bw)
     Bu = pca_basis(X, 1, center=False)  # uncentred: the offset (10, 0) dominates
     assert np.allclose(np.abs(Bu[:, 0]), [1, 0])
-    Y = np.array([[0.0, 3.0], [0.0, -3.0], [1.0, 0.0], [-1.0, 0.0]]) + [0.0, 0.5]
+    Y = np.array([[0.0, 3.0], [0.0, -3.0], [1.0, 0.0], [-1.0, 0.0]]) + [5.0, 0.0]  # offset along the weak axis
     assert np.allclose(np.abs(pca_basis(Y, 1)[:, 0]), [0, 1])
     Z = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [0.0, 0.0]])
     assert np.allclose(np.abs(pca_basis(Z, 1)[:, 0]), [0, 1])  # 5 rows, 2 columns: weights are 1/n of rows
@@ -190,3 +190,11 @@ def test_aligned_corpus_basis_is_orth_of_the_mapped_eigenvectors():
     B = aligned_corpus_basis(A, U)
     assert B.shape == (3, 2) and np.allclose(np.abs(B), [[1, 0], [0, 0], [0, 1]])
     assert np.allclose(aligned_corpus_basis(A, U[:, :1]), B[:, :1])
+
+
+def test_shares_table_two_draws_have_a_spread():
+    rng = np.random.default_rng(7)
+    w = _one_layer(rng)
+    draws = [np.linalg.qr(rng.standard_normal((6, 3)))[0] for _ in range(2)]
+    row = shares_table(w, {"r": draws}, 2).query("matrix == 'W_Q' and basis == 'r'").iloc[0]
+    assert row.n_draws == 2 and row.share_sd > 0

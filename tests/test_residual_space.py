@@ -65,12 +65,12 @@ def test_rotation_refuses_each_unfolded_layernorm_weight(key):
     Q = random_rotation_fixing_ones(16, np.random.default_rng(2))
     rotate_residual(folded, Q)  # folded: fine
     folded[key] = folded[key] * 1.5
-    with pytest.raises(ValueError, match=r"rotate_residual needs folded LayerNorm weights \(fold_layernorm first\)"):
+    with pytest.raises(ValueError, match=r"^rotate_residual needs folded LayerNorm weights \(fold_layernorm first\)$"):
         rotate_residual(folded, Q)
     assert rotate_residual(folded, Q, check_folded=False)[key] is not folded[key]  # copied, not shared
     unfolded_unembedding = fold_layernorm(small_model(np.random.default_rng(1)))
     del unfolded_unembedding["W_U"]
-    with pytest.raises(ValueError, match=r"rotate_residual needs an explicit W_U \(fold_layernorm first\)"):
+    with pytest.raises(ValueError, match=r"^rotate_residual needs an explicit W_U \(fold_layernorm first\)$"):
         rotate_residual(unfolded_unembedding, Q)
 
 
@@ -81,7 +81,7 @@ def test_fold_returns_independent_arrays_and_layer_count():
     folded = fold_layernorm(w)
     for k in w:
         assert not np.shares_memory(folded[k], w[k]), k
-    assert n_layers(w) == 2 and n_layers({"W_E": np.ones((2, 2))}) == 0
+    assert n_layers(w) == 2 and n_layers({"W_E": np.ones((2, 2))}) == 0 and n_layers({}) == 0
     with pytest.raises(ValueError, match="'L0.ln1.w' is not a residual-space matrix"):
         residual_vectors("L0.ln1.w", np.ones(2))
     assert residual_matrix_names(w, embeddings=False)[0] == "L0.W_Q"

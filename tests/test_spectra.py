@@ -74,3 +74,8 @@ def test_effective_rank_and_pr_edges():
     assert math.isclose(effective_rank([0.5, 0.5]), 2.0)  # values summing to 1 are a spectrum like any other
     assert math.isclose(effective_rank([1.0, -1.0]), 1.0)  # negatives clipped
     assert math.isclose(participation_ratio([0.5, 0.5]), 2.0)
+
+
+def test_participation_ratio_clips_negatives_by_default():
+    assert participation_ratio([1.0, -0.5]) == 1.0
+    assert math.isclose(participation_ratio([1.0, -0.5], clip_negative=False), 0.25 / 1.25)

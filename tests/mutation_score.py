@@ -1,0 +1,103 @@
+"""Mutation score of the last `make mutation` run, with the surviving mutants judged equivalent left out.
+
+    python tests/mutation_score.py              # table per module (killed / checked, equivalents excluded)
+    python tests/mutation_score.py --survivors  # every survivor not judged equivalent, with its changed line
+
+Reads mutmut's result files (mutants/src/corpus_weights/*.py.meta) and tests/equivalent_mutants.txt, whose lines are
+``<mutant name> | <the mutated line, stripped> | <why it is equivalent>``. An entry is used only when the mutant
+still exists, still survives and still changes that exact line (mutant numbers move when a function is edited;
+a stale entry is reported, never silently applied). Exit status 1 if any entry is stale or was killed.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = ROOT / "mutants" / "src" / "corpus_weights"
+EQUIVALENT = ROOT / "tests" / "equivalent_mutants.txt"
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
+          24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
+
+
+def results() -> dict[str, str]:
+    out = {}
+    for meta in sorted(MUTANTS.glob("*.py.meta")):
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            out[key] = STATUS.get(code, "suspicious")
+    return out
+
+
+def changed_lines() -> dict[str, list[str]]:
+    """Mutant name -> the lines it adds relative to the original function (from mutmut's mutated copies)."""
+    out = {}
+    for path in sorted(MUTANTS.glob("*.py")):
+        source = path.read_text()
+        funcs = {node.name: ast.get_source_segment(source, node)
+                 for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)}
+        for name, text in funcs.items():
+            if "__mutmut_" not in name or name.endswith("__mutmut_orig"):
+                continue
+            original = funcs.get(name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
+            if original is None:
+                continue
+            diff = difflib.unified_diff(original.splitlines()[1:], text.splitlines()[1:], lineterm="", n=0)
+            key = f"corpus_weights.{path.stem}.{name}"
+            out[key] = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
+    return out
+
+
+def equivalents(lines: dict[str, list[str]], status: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    ok, problems = {}, []
+    for n, raw in enumerate(EQUIVALENT.read_text().splitlines(), 1):
+        if not raw.strip() or raw.startswith("#"):
+            continue
+        name, line, why = (part.strip() for part in raw.split(" | ", 2))
+        if status.get(name) != "survived":
+            problems.append(f"line {n}: {name} is {status.get(name, 'missing')}, not a survivor")
+        elif line not in lines.get(name, []):
+            problems.append(f"line {n}: {name} no longer changes `{line}` (stale: renumbered by an edit?)")
+        else:
+            ok[name] = why
+    return ok, problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--survivors", action="store_true", help="list the survivors not judged equivalent")
+    args = parser.parse_args()
+    status = results()
+    if not status:
+        sys.exit("no mutmut results under mutants/ (run `make mutation` first)")
+    lines = changed_lines()
+    equivalent, problems = equivalents(lines, status)
+    table: dict[str, Counter] = defaultdict(Counter)
+    for key, st in status.items():
+        module = key.split(".")[1]
+        table[module]["equivalent" if key in equivalent else st] += 1
+    print("| module | mutants | killed | survived | equivalent | timeout | not checked | killed / (checked − equivalent) |")
+    print("|---|---|---|---|---|---|---|---|")
+    total = Counter()
+    for module in sorted(table) + ["**all**"]:
+        c = total if module == "**all**" else table[module]
+        if module != "**all**":
+            total.update(c)
+        checked = c["killed"] + c["survived"] + c["timeout"] + c["no tests"] + c["suspicious"]
+        score = c["killed"] / checked if checked else float("nan")
+        print(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['equivalent']} | "
+              f"{c['timeout']} | {c['not checked']} | {100 * score:.1f} % |")
+    if args.survivors:
+        for key in sorted(k for k, st in status.items() if st == "survived" and k not in equivalent):
+            print(f"{key} | {' / '.join(lines.get(key, ['?']))}")
+    for p in problems:
+        print("equivalent_mutants.txt:", p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
