@@ -4,7 +4,8 @@
     python tests/mutation_score.py --survivors  # every survivor not judged equivalent, with its changed line
 
 Reads mutmut's result files (mutants/src/corpus_weights/*.py.meta) and tests/equivalent_mutants.txt, whose lines are
-``<mutant name> | <the mutated line, stripped> | <why it is equivalent>``. An entry is used only when the mutant
+``<mutant name> | <the mutated line, stripped> | <why it is equivalent>`` (for a mutated signature the line is the
+``def`` line, with the original function name). An entry is used only when the mutant
 still exists, still survives and still changes that exact line (mutant numbers move when a function is edited;
 a stale entry is reported, never silently applied). Exit status 1 if any entry is stale or was killed.
 """
@@ -46,7 +47,9 @@ def changed_lines() -> dict[str, list[str]]:
             original = funcs.get(name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig")
             if original is None:
                 continue
-            diff = difflib.unified_diff(original.splitlines()[1:], text.splitlines()[1:], lineterm="", n=0)
+            base = name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+            diff = difflib.unified_diff(original.splitlines(), text.replace(name, base, 1).splitlines(), lineterm="",
+                                        n=0)
             key = f"corpus_weights.{path.stem}.{name}"
             out[key] = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
     return out
@@ -57,7 +60,8 @@ def equivalents(lines: dict[str, list[str]], status: dict[str, str]) -> tuple[di
     for n, raw in enumerate(EQUIVALENT.read_text().splitlines(), 1):
         if not raw.strip() or raw.startswith("#"):
             continue
-        name, line, why = (part.strip() for part in raw.split(" | ", 2))
+        name, rest = raw.split(" | ", 1)
+        line, why = (part.strip() for part in rest.rsplit(" | ", 1))  # the mutated line may itself contain " | "
         if status.get(name) != "survived":
             problems.append(f"line {n}: {name} is {status.get(name, 'missing')}, not a survivor")
         elif line not in lines.get(name, []):

@@ -470,3 +470,17 @@ def test_messages_are_exact():
     finally:
         logger.removeHandler(handler)
     assert records == ["ppmi_embeddings: dim=9 > rank bound 8; padding with zero components"]
+
+
+def test_ppmi_default_smoothing_is_three_quarters():
+    C = _random_sparse(V=20, density=0.3, seed=3)
+    assert (ppmi(C) != ppmi(C, alpha=0.75)).nnz == 0 and (ppmi(C) != ppmi(C, alpha=1.0)).nnz > 0
+
+
+def test_one_component_is_sign_fixed_too():
+    U0, _, _ = ppmi_embeddings(ppmi(_random_sparse(V=30, density=0.3, seed=4)), 1, power=0.0)
+    assert U0[np.argmax(np.abs(U0[:, 0])), 0] > 0
+    flipped = -U0
+    from corpus_weights.corpus_stats import _fix_signs
+    _fix_signs(flipped)
+    assert np.array_equal(flipped, U0)

@@ -56,6 +56,21 @@ def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts):
     assert np.all(cos[separated] > 0.999), cos[separated].min()
 
 
+def test_arpack_path_with_its_tolerance_matches_full_precision(default_counts, monkeypatch):
+    """Large vocabularies go through ARPACK at ARPACK_SVD_TOL (not machine precision): on the default corpus the
+    values and the subspace equal those of a tol = 0 run."""
+    import corpus_weights.corpus_stats as cs
+
+    C, cfg = default_counts
+    d = cfg["model"]["d_model"]
+    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
+    monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 0)
+    U, s, _ = cs.top_singular(P, d, seed=0)
+    U_ref, s_ref = arpack(P, d)
+    assert np.max(np.abs(s - s_ref) / s_ref) < 1e-6
+    assert principal_angles_deg(U, U_ref).max() < 0.01
+
+
 def test_symmetric_spectrum_matches_arpack_on_the_default_corpus(default_counts):
     C, _ = default_counts
     stats = symmetric_counts_spectrum_stats(C)
@@ -64,3 +79,10 @@ def test_symmetric_spectrum_matches_arpack_on_the_default_corpus(default_counts)
     assert np.allclose(stats["top_singular_values"], s_ref[:10], rtol=1e-3)
     pr_ref = s_ref.sum() ** 2 / (s_ref**2).sum()
     assert stats["pr_abs_top_k"] == pytest.approx(pr_ref, rel=1e-3)
+    # the eigsh run at EIGSH_TOL against a machine-precision one: the same values to far below the guard
+    from scipy.sparse.linalg import eigsh
+
+    exact = np.sort(np.abs(eigsh(M, k=stats["truncated_top_k"], which="LM", return_eigenvectors=False,
+                                 v0=np.random.default_rng(0).standard_normal(M.shape[0]))))[::-1]
+    assert np.allclose(stats["top_singular_values"], exact[:10], rtol=1e-9)
+    assert stats["pr_abs_top_k"] == pytest.approx(exact.sum() ** 2 / (exact**2).sum(), rel=1e-9)

@@ -194,6 +194,15 @@ def _operator(A: sp.csr_matrix, symmetric: bool = False):
 #: (m + n) x 4k floats outgrows ARPACK's 2k + 1 vectors).
 PROPACK_MAX_DIM = 20_000
 
+#: Convergence tolerances of the ARPACK runs (relative residual of the Ritz pairs; scipy's default 0 means machine
+#: precision). benchmarks/RESULTS.md, "Solver tolerances": on 10 M tokens at V = 50 k, d = 256, ARPACK's PPMI SVD took
+#: 88 s at tol 1e-4 vs 155 s at 0 and the C + Cᵀ spectrum 72 s at 1e-8 vs 98 s at 0, with singular values equal to
+#: 3e-15 and 1e-14 relative and the subspaces identical (largest principal angle 0.0000°): Ritz values converge
+#: quadratically in the residual, so the last restarts only polish digits nothing downstream reads. The accuracy
+#: guard (tests/test_svd_accuracy.py) checks both on the default corpus against tol = 0.
+ARPACK_SVD_TOL = 1e-4
+EIGSH_TOL = 1e-8
+
 
 def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True):
     """The k largest singular triplets of a sparse matrix, descending; seeded, so deterministic for a given thread
@@ -212,7 +221,8 @@ def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True):
             log.warning("PROPACK did not converge (%s); using ARPACK", err)
     if out is None:
         v0 = np.random.default_rng(seed).standard_normal(min(A.shape))
-        out = svds(_operator(A), k=k, v0=v0, solver="arpack", random_state=seed, return_singular_vectors=want)
+        out = svds(_operator(A), k=k, v0=v0, solver="arpack", random_state=seed, return_singular_vectors=want,
+                   tol=ARPACK_SVD_TOL)
     if not vectors:
         return np.sort(np.clip(out, 0.0, None))[::-1]
     U, s, Vt = out
@@ -226,7 +236,7 @@ def top_abs_eigenvalues(M: sp.spmatrix, k: int, seed: int = 0) -> np.ndarray:
     M's spectrum rather than M²'s, so about 3x faster than ``svds`` on the default corpus, equal to ~1e-13."""
     M = sp.csr_matrix(M, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(M.shape[0])
-    w = eigsh(_operator(M, symmetric=True), k=int(k), which="LM", v0=v0, return_eigenvectors=False)
+    w = eigsh(_operator(M, symmetric=True), k=int(k), which="LM", v0=v0, return_eigenvectors=False, tol=EIGSH_TOL)
     return np.sort(np.abs(w))[::-1]
 
 
