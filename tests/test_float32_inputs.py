@@ -7,9 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from corpus_weights import alignment, linalg, nulls, projection, spectra
-from corpus_weights.corpus_stats import corpus_covariance, eigh_desc
+from corpus_weights.corpus_stats import corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
+from corpus_weights.residual_space import forward_logits, layernorm
+from test_residual_space import small_model
 
 
 def f32_exact(rng, *shape):
@@ -46,6 +49,12 @@ def both(fn, *arrays, **kwargs):
 
 
 rng = np.random.default_rng(0)
+COUNTS = np.floor(8 * np.abs(rng.standard_normal((20, 20))) ** 2)  # integer counts: exact in float32
+PPMI = ex(ppmi(sp.csr_matrix(COUNTS)).toarray())
+MODEL = {k: ex(v) for k, v in small_model(np.random.default_rng(1), V=40, d=16, L=1, ctx=8).items()}
+INIT = {k: ex(v) for k, v in small_model(np.random.default_rng(2), V=40, d=16, L=1, ctx=8).items()}
+BASIS = ex(np.linalg.qr(np.random.default_rng(3).standard_normal((16, 4)))[0])
+FACTORS = f32_exact(rng, 2, 12, 3), f32_exact(rng, 2, 12, 3)
 N, d, K = 60, 8, 3
 E, W, S = f32_exact(rng, N, d), f32_exact(rng, N, d), f32_exact(rng, 12, 12)
 pi = np.abs(f32_exact(rng, N)) + 0.1
@@ -78,6 +87,21 @@ CASES = {
     "random_rotation_cosine_null": lambda: both(lambda a, b: nulls.random_rotation_cosine_null(a, b, 20, 4),
                                                 S[:d, :d], ex(S[:d, :d] + S[:d, :d].T)),
     "corpus_covariance": lambda: both(lambda e: corpus_covariance(e, pi), E),
+    "eigh_desc": lambda: both(eigh_desc, ex(S @ S.T)),
+    "pearson_weights": lambda: both(linalg.pearson, E[:, 0], W[:, 0], ex(pi)),
+    "pca_basis_weights": lambda: both(projection.pca_basis, W, K, ex(pi)),
+    "ppmi": lambda: both(lambda c: ppmi(sp.csr_matrix(c)).toarray(), COUNTS),
+    "ppmi_embeddings": lambda: both(lambda p: ppmi_embeddings(sp.csr_matrix(p), 4, seed=0), PPMI),
+    "layernorm": lambda: both(layernorm, E),
+    "forward_logits": lambda: both(lambda *ws: forward_logits(dict(zip(MODEL, ws)), np.arange(8) % 40, 4),
+                                   *MODEL.values()),
+    "shares_table": lambda: both(lambda *ws: projection.shares_table(dict(zip(MODEL, ws)), {"b": BASIS}, 2),
+                                 *MODEL.values()),
+    "shares_table_dW": lambda: both(lambda *ws: projection.shares_table(
+        dict(zip(MODEL, ws[:len(MODEL)])), {"b": BASIS}, 2, target="dW", W_init=dict(zip(MODEL, ws[len(MODEL):]))),
+        *MODEL.values(), *INIT.values()),
+    "permutation_test_factors": lambda: both(lambda f, g: {k: v for k, v in nulls.permutation_test_factors(
+        f, g, S, bins, n_draws=20, seed=3).items() if k != "null"}, FACTORS[0], FACTORS[1]),
 }
 
 
