@@ -2,6 +2,7 @@
 
     python tests/mutation_score.py              # table per module (killed / checked, equivalents excluded)
     python tests/mutation_score.py --survivors  # every survivor not judged equivalent, with its changed line
+    python tests/mutation_score.py --write      # also put the table into docs/testing.md (between its markers)
 
 Reads mutmut's result files (mutants/src/corpus_weights/*.py.meta) and tests/equivalent_mutants.txt, whose lines are
 ``<mutant name> | <the mutated line, stripped> | <why it is equivalent>`` (for a mutated signature the line is the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime as dt
 import difflib
 import json
 import sys
@@ -75,6 +77,7 @@ def equivalents(lines: dict[str, list[str]], status: dict[str, str]) -> tuple[di
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--survivors", action="store_true", help="list the survivors not judged equivalent")
+    parser.add_argument("--write", action="store_true", help="write the table into docs/testing.md")
     args = parser.parse_args()
     status = results()
     if not status:
@@ -85,8 +88,8 @@ def main() -> int:
     for key, st in status.items():
         module = key.split(".")[1]
         table[module]["equivalent" if key in equivalent else st] += 1
-    print("| module | mutants | killed | survived | equivalent | timeout | not checked | killed / (checked − equivalent) |")
-    print("|---|---|---|---|---|---|---|---|")
+    table_lines = ["| module | mutants | killed | survived | equivalent | timeout | not checked | "
+                   "killed / (checked − equivalent) |", "|---|---|---|---|---|---|---|---|"]
     total = Counter()
     for module in sorted(table) + ["**all**"]:
         c = total if module == "**all**" else table[module]
@@ -94,8 +97,19 @@ def main() -> int:
             total.update(c)
         checked = c["killed"] + c["survived"] + c["timeout"] + c["no tests"] + c["suspicious"]
         score = c["killed"] / checked if checked else float("nan")
-        print(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['equivalent']} | "
-              f"{c['timeout']} | {c['not checked']} | {100 * score:.1f} % |")
+        table_lines.append(f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['equivalent']} | "
+                           f"{c['timeout']} | {c['not checked']} | {100 * score:.1f} % |")
+    raw = total["killed"] / max(1, sum(total.values()) - total["not checked"])
+    table_lines.append(f"\nWithout leaving any equivalent out: {100 * raw:.1f} % killed of all checked mutants.")
+    print("\n".join(table_lines))
+    if args.write and not problems:
+        doc = ROOT / "docs" / "testing.md"
+        text = doc.read_text()
+        begin, end = "<!-- mutation-score: begin -->", "<!-- mutation-score: end -->"
+        head, rest = text.split(begin, 1)
+        stamp = f"Last run: {dt.date.today().isoformat()} ({len(equivalent)} equivalents named)."
+        doc.write_text(head + begin + "\n" + stamp + "\n\n" + "\n".join(table_lines) + "\n" + end
+                       + rest.split(end, 1)[1])
     if args.survivors:
         for key in sorted(k for k, st in status.items() if st == "survived" and k not in equivalent):
             print(f"{key} | {' / '.join(lines.get(key, ['?']))}")
