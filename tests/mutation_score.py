@@ -21,18 +21,18 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from mutmut.stats import status_by_exit_code  # mutmut's own reading of its exit codes
+
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "mutants" / "src" / "corpus_weights"
 EQUIVALENT = ROOT / "tests" / "equivalent_mutants.txt"
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
-          24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
 
 
 def results() -> dict[str, str]:
     out = {}
     for meta in sorted(MUTANTS.glob("*.py.meta")):
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-            out[key] = STATUS.get(code, "suspicious")
+            out[key] = status_by_exit_code[code]
     return out
 
 

@@ -31,7 +31,7 @@ def pearson(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> 
     """(Weighted) Pearson correlation of the flattened arrays."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
-    w = np.full(x.size, 1.0 / x.size) if weights is None else np.asarray(weights, np.float64).ravel()
+    w = np.ones(x.size) if weights is None else np.asarray(weights, np.float64).ravel()
     w = w / w.sum()  # normalised in float64 (a float32 sum of float32 weights was off by 1e-9 relative)
     xc = x - w @ x
     yc = y - w @ y
