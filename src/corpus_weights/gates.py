@@ -10,8 +10,8 @@ A verdict that depends on a failing gate is withheld, with the gate named (see v
 """
 from __future__ import annotations
 
-THRESHOLDS = dict(min_val_gain=0.3, min_learned_fraction=0.5, min_control_z=5.0, min_control_r=0.05,
-                  max_null_abs_z=3.0, max_map_p=0.01, min_seeds=2)
+from .decision_rules import GATE_THRESHOLDS as THRESHOLDS, trained_enough
+from .ids import Role
 
 
 def _role(models: list[dict], role: str) -> list[dict]:
@@ -20,17 +20,19 @@ def _role(models: list[dict], role: str) -> list[dict]:
 
 def gate_trained(models: list[dict], t=THRESHOLDS) -> dict:
     rows = []
-    for m in _role(models, "main"):
+    for m in _role(models, Role.MAIN):
         lad = m["ladder"]
         gain = lad["unigram_ce"] - lad["val_loss"]
         rows.append(dict(model=m["label"], val_loss=lad["val_loss"], unigram_ce=lad["unigram_ce"],
                          bigram_ce=lad["bigram_ce"], ce_pos0=lad["ce_pos0"], val_gain=gain,
                          learned_fraction=lad["learned_fraction"],
-                         ok=bool(gain >= t["min_val_gain"] and lad["learned_fraction"] >= t["min_learned_fraction"])))
+                         ok=trained_enough(gain, lad["learned_fraction"], t)))
     ok = bool(rows) and all(r["ok"] for r in rows)
+    failing = "; ".join(f"{r['model']} (val loss {r['val_gain']:.3f} nats below unigram, g = {r['learned_fraction']:.3f})"
+                        for r in rows if not r["ok"])
     return dict(name="G1", title="trained", passed=ok, values=rows,
                 rule=f"val loss ≥ {t['min_val_gain']} nats below unigram CE and g ≥ {t['min_learned_fraction']}",
-                reason=None if ok else "the model is under-trained")
+                reason=None if ok else ("no main model" if not rows else f"under-trained: {failing}"))
 
 
 def gate_bigram_control(models: list[dict], t=THRESHOLDS) -> dict:
@@ -43,11 +45,11 @@ def gate_bigram_control(models: list[dict], t=THRESHOLDS) -> dict:
         z = big.get("z")
         if z is None:
             row["ok"] = False
-        elif m["role"] == "main":
+        elif m["role"] == Role.MAIN:
             row["ok"] = bool(z > t["min_control_z"] and big["r"] > t["min_control_r"])
-        elif m["role"] == "shuffled":
+        elif m["role"] == Role.SHUFFLED:
             row["ok"] = bool(abs(z) < t["max_null_abs_z"])
-        elif m["role"] == "step0":
+        elif m["role"] == Role.STEP0:
             row["ok"] = bool(abs(z) < t["max_null_abs_z"] and abs(uni["z"]) < t["max_null_abs_z"])
         else:
             continue
@@ -55,7 +57,7 @@ def gate_bigram_control(models: list[dict], t=THRESHOLDS) -> dict:
         if not row["ok"]:
             problems.append(f"{m['label']} ({m['role']})")
     roles = {r["role"] for r in rows}
-    missing = [r for r in ("main", "shuffled", "step0") if r not in roles]
+    missing = [r for r in (Role.MAIN, Role.SHUFFLED, Role.STEP0) if r not in roles]
     ok = not problems and not missing
     reason = None if ok else ("bigram control failed for " + ", ".join(problems) if problems
                               else "missing control(s): " + ", ".join(missing))
@@ -66,7 +68,7 @@ def gate_bigram_control(models: list[dict], t=THRESHOLDS) -> dict:
 
 def gate_map(models: list[dict], t=THRESHOLDS) -> dict:
     rows = []
-    for m in _role(models, "main"):
+    for m in _role(models, Role.MAIN):
         a = m["alignment"]
         null = a["vocab_map_null"]
         p = null.get("p")
@@ -74,13 +76,14 @@ def gate_map(models: list[dict], t=THRESHOLDS) -> dict:
                          null_max=null.get("max"), p=p, n_draws=null.get("n_draws", 0),
                          ok=bool(p is not None and p < t["max_map_p"])))
     ok = bool(rows) and all(r["ok"] for r in rows)
+    failing = ", ".join(f"{r['model']} (p = {r['p']})" for r in rows if not r["ok"])
     return dict(name="G3", title="vocabulary map", passed=ok, values=rows,
                 rule=f"held-out R² beats its label-permutation null, p < {t['max_map_p']}",
-                reason=None if ok else "the corpus -> model map is not better than chance")
+                reason=None if ok else f"the corpus -> model map is not better than chance: {failing or 'no main model'}")
 
 
 def gate_seeds(models: list[dict], t=THRESHOLDS) -> dict:
-    mains = _role(models, "main")
+    mains = _role(models, Role.MAIN)
     budgets = sorted({m["tokens"] for m in mains})
     ok = len(mains) >= t["min_seeds"] and len(budgets) == 1
     reason = None

@@ -5,6 +5,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from corpus_weights import corpus_stats as cs
+from corpus_weights.ids import Spectrum
 from corpus_weights.spectra import spectrum_row
 from corpus_weights.workflow_io import read_json, start_log
 
@@ -34,16 +35,16 @@ log.info("stage covariance: done")
 symmetric = cs.symmetric_counts_spectrum_stats(counts)
 log.info("stage C+C^T spectrum: top-%d |eigenvalues|", symmetric.get("truncated_top_k", 0))
 rows = [
-    dict(spectrum_row("PPMI (top-d singular values)", singular_values, kind="singular")),
-    dict(spectrum_row("Sigma_E (corpus covariance)", eigvals, kind="eigen")),
+    dict(spectrum_row(Spectrum.PPMI, singular_values, kind="singular")),
+    dict(spectrum_row(Spectrum.SIGMA_E, eigvals, kind="eigen")),
     # PR on the eigenvalues of M^2 (= squared singular values of M = C + C^T), the PSD reading that matches the
     # other rows; the signed trace^2/||M||_F^2 is exact but near 0 because M has an almost empty diagonal.
-    {"name": "C + C^T (symmetric raw bigram counts)", "pr": symmetric.get("pr_sq_top_k"),
+    {"name": Spectrum.SYMMETRIC, "pr": symmetric.get("pr_sq_top_k"),
      "effective_rank": symmetric.get("effective_rank_top_k"), "n": vocab_size,
      "top1_share": symmetric.get("top1_energy_share")},
-    {"name": "C + C^T, signed eigenvalues (exact)", "pr": symmetric.get("pr_exact"), "effective_rank": None,
+    {"name": Spectrum.SYMMETRIC_SIGNED, "pr": symmetric.get("pr_exact"), "effective_rank": None,
      "n": vocab_size, "top1_share": None},
-    {"name": "C + C^T, |eigenvalues| (top-k)", "pr": symmetric.get("pr_abs_top_k"), "effective_rank": None,
+    {"name": Spectrum.SYMMETRIC_ABS, "pr": symmetric.get("pr_abs_top_k"), "effective_rank": None,
      "n": symmetric.get("truncated_top_k"), "top1_share": None},
 ]
 pd.DataFrame(rows).to_parquet(snakemake.output.spectra, index=False)

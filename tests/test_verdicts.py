@@ -1,0 +1,225 @@
+"""Verdicts: the number apart from the conclusion, each conclusion from its own statistic and null, no conclusion from
+a model that fails G1, and no verdict from a missing value. Inputs are built so that a wrong choice (another null,
+another seed, an inverted rule) changes the answer."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from corpus_weights import decision_rules as R
+from corpus_weights.gates import evaluate_gates
+from corpus_weights.ids import CORPUS_SPECTRA, WE_COVARIANCE, MissingValue
+from corpus_weights.metrics import spectra_metrics
+from corpus_weights.note_values import NOTE
+from corpus_weights.verdicts import all_verdicts, random_direction_p
+
+from test_gates import passing_models
+
+
+def basis_test(z=5.0, planted_z=6.0, share=0.60, null=0.50):
+    return dict(share=share, null_mean=null, null_sd=0.02, split_sd=0.01, total_sd=0.0224, z_total=z,
+                n_null_draws=50, n_splits=5, planted_delta=0.05, planted_z=planted_z, planted_detected=planted_z > 3,
+                mde=0.04, p_vs_null=0.02)
+
+
+def attention(sig=3, fn_sig=2, fpr=0.0, planted=True, step0=0):
+    part = lambda s: dict(significant=s, positive=s, negative=0, step0_qk_significant=step0, fpr_heads=0.01,  # noqa
+                          fpr_models=fpr, planted_z=8.0 if planted else 1.0, planted_detected=planted)
+    return dict(heads=32, significant_bh=sig, token_space=part(sig), functional=part(fn_sig))
+
+
+def main(seed, l0=0.05, **kw):
+    return {"role": "main", "seed": seed,
+            "corrected": {"corpus_basis_test": basis_test(**kw.get("basis", {})),
+                          "attention": attention(**kw.get("attention", {}))},
+            "note_protocol": {"r2_linear_all": 0.10, "l0_wq_alignment": l0, "l0_wq_alignment_null_mean": 0.1}}
+
+
+def metrics(gates=None, d=64, mains=None):
+    mains = mains or [main(0), main(1)]
+    models = {f"main-s{mm['seed']}": mm for mm in mains}
+    models["step0"] = {"role": "step0", "corrected": {}, "note_protocol": {}}
+    return {"gates": gates or evaluate_gates(passing_models()), "K": 8, "K_over_d": 8 / d,
+            "config": {"n_layer": 8, "d_model": d}, "models": models,
+            "spectra": {"pr_symmetric": 1.05, "pr_symmetric_abs": 20.0, "pr_symmetric_signed": 0.1, "pr_ppmi": 30.0,
+                        "pr_sigma_e": 12.0},
+            "note_protocol": {"qk_cosines": [0.001, -0.002] * 4, "qk_cosine_null_mean": 0.0,
+                              "qk_cosine_null_sd": 0.004, "r2_direct": -0.98, "r2_random": -1.0,
+                              "cos_direct": 0.01, "cos_random": 0.0}}
+
+
+def verdicts(m):
+    return {v["id"]: v for v in all_verdicts(m, NOTE)}
+
+
+def test_every_verdict_separates_the_number_from_the_conclusion():
+    for v in verdicts(metrics()).values():
+        assert v["number"] in (R.REPRODUCES, R.DOES_NOT_REPRODUCE, R.UNINFORMATIVE)
+        assert v["conclusion"] in R.CONCLUSIONS and v["conclusion"] == v["status"]
+        for key in ("number_text", "statistic", "null", "power", "rule", "finding"):
+            assert v[key], (v["id"], key)
+
+
+@pytest.mark.parametrize("z, planted_z, expected", [
+    ((5.0, 4.0), (6.0, 6.0), R.SUPPORTED),           # every seed beyond its null on the whole uncertainty
+    ((1.0, 0.5), (6.0, 6.0), R.CONTRADICTED),        # nothing, although a planted increase would be seen
+    ((1.0, 0.5), (6.0, 2.0), R.NOT_DEMONSTRATED),    # nothing, and one seed could not have seen it
+    ((5.0, 1.0), (6.0, 6.0), R.NOT_DEMONSTRATED),    # the seeds disagree
+])
+def test_corpus_basis_conclusion(z, planted_z, expected):
+    m = metrics(mains=[main(0, basis=dict(z=z[0], planted_z=planted_z[0])),
+                       main(1, basis=dict(z=z[1], planted_z=planted_z[1]))])
+    v = verdicts(m)["corpus_basis"]
+    assert v["conclusion"] == expected, v["finding"]
+    assert v["number"] == R.DOES_NOT_REPRODUCE  # ours 0.10 under the note's protocol vs its 0.383
+    assert "K/d" in v["number_text"]
+
+
+def test_corpus_basis_reads_z_on_the_whole_uncertainty_not_the_draw_sd():
+    # share 0.56 vs null 0.50: z = 3 on the null-draw sd alone (0.02), but only 2.7 with the splits (0.0224)
+    mm = [main(s, basis=dict(z=(0.56 - 0.50) / 0.0224, share=0.56)) for s in (0, 1)]
+    assert verdicts(metrics(mains=mm))["corpus_basis"]["conclusion"] == R.CONTRADICTED
+
+
+def test_corpus_basis_number_reproduces_like_for_like():
+    m = metrics()
+    for mm in m["models"].values():
+        if mm["role"] == "main":
+            mm["note_protocol"]["r2_linear_all"] = 0.40
+    assert verdicts(m)["corpus_basis"]["number"] == R.REPRODUCES
+
+
+@pytest.mark.parametrize("kw, expected", [
+    (dict(sig=3), R.CONTRADICTED),                                   # routing found in every seed
+    (dict(sig=0, fn_sig=0), R.SUPPORTED),                             # nothing, and a planted head is seen
+    (dict(sig=0, fn_sig=0, planted=False), R.NOT_DEMONSTRATED),       # nothing, but no power
+    (dict(sig=0, fn_sig=2), R.NOT_DEMONSTRATED),                      # the functional test disagrees
+    (dict(sig=3, fpr=0.2), R.NOT_DEMONSTRATED),                       # a rule with a false-positive rate of 20 %
+])
+def test_attention_conclusion(kw, expected):
+    m = metrics(mains=[main(0, attention=kw), main(1, attention=kw)])
+    assert verdicts(m)["attention"]["conclusion"] == expected
+
+
+def test_attention_needs_every_seed():
+    m = metrics(mains=[main(0, attention=dict(sig=3)), main(1, attention=dict(sig=0, fn_sig=0))])
+    assert verdicts(m)["attention"]["conclusion"] == R.NOT_DEMONSTRATED
+
+
+def test_attention_number_is_uninformative_inside_its_null_and_not_outside():
+    m = metrics()
+    assert verdicts(m)["attention"]["number"] == R.UNINFORMATIVE
+    m["note_protocol"]["qk_cosines"][3] = 0.02  # 5 null sd out
+    assert verdicts(m)["attention"]["number"] == R.DOES_NOT_REPRODUCE
+
+
+def test_depth_is_never_concluded_from_one_depth_and_its_number_follows_the_pr():
+    m = metrics()
+    v = verdicts(m)["depth"]
+    assert v["conclusion"] == R.NOT_DEMONSTRATED and v["number"] == R.REPRODUCES
+    assert "[1, 4, 7, 10]" in v["finding"] and "real depth is 8" in v["finding"]
+    m["spectra"]["pr_symmetric"] = 1.38  # another corpus: the same card cannot flip to "holds"
+    v = verdicts(m)["depth"]
+    assert v["conclusion"] == R.NOT_DEMONSTRATED and v["number"] == R.DOES_NOT_REPRODUCE
+    m["spectra"]["pr_symmetric_abs"] = 22.0  # |λ| reading gives L_opt = 8 = the real depth: the card says so
+    assert "|eigenvalues| reading happens to give" in verdicts(m)["depth"]["finding"]
+
+
+@pytest.mark.parametrize("d, cos, expected", [
+    (64, (0.9, 0.8), R.SUPPORTED),
+    (64, (0.05, 0.10), R.CONTRADICTED),        # inside the null; the note's 0.75 would not be at d = 64
+    (64, (0.33, 0.05), R.NOT_DEMONSTRATED),    # seeds disagree (0.33 is beyond the 99th percentile at d = 64)
+    (4, (0.3, 0.2), R.NOT_DEMONSTRATED),       # at d = 4 even 0.75 is a likely random |cos|: no power
+])
+def test_l0_conclusion_from_the_exact_random_direction_null(d, cos, expected):
+    m = metrics(d=d, mains=[main(0, l0=cos[0]), main(1, l0=cos[1])])
+    assert verdicts(m)["l0_alignment"]["conclusion"] == expected
+
+
+def test_random_direction_p_planted():
+    # d = 3: |cos| with a fixed axis is uniform on [0, 1]; d = 2: P(|cos θ| ≥ c) = 1 − 2 arcsin(c)/π
+    for c in (0.1, 0.5, 0.9):
+        assert random_direction_p(c, 3) == pytest.approx(1 - c, abs=1e-12)
+        assert random_direction_p(c, 2) == pytest.approx(1 - 2 * np.arcsin(c) / np.pi, abs=1e-12)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200_000, 16))
+    cos = np.abs(x[:, 0]) / np.linalg.norm(x, axis=1)
+    assert random_direction_p(0.5, 16) == pytest.approx((cos >= 0.5).mean(), abs=3e-3)
+
+
+def test_norm_matched_reproduces_uninformatively_and_concludes_nothing():
+    v = verdicts(metrics())["norm_matched"]
+    assert v["number"] == R.UNINFORMATIVE and v["conclusion"] == R.NOT_DEMONSTRATED
+
+
+def test_no_conclusion_from_a_model_that_fails_g1():
+    bad = passing_models()
+    bad[1]["ladder"]["learned_fraction"] = 0.1
+    v = verdicts(metrics(gates=evaluate_gates(bad)))
+    for claim in ("corpus_basis", "attention", "depth", "l0_alignment", "norm_matched"):
+        assert v[claim]["conclusion"] == R.WITHHELD, claim
+        assert "G1" in v[claim]["reason"] and "main-s1" in v[claim]["reason"], v[claim]["reason"]
+        assert v[claim]["conclusion_ungated"] != R.WITHHELD
+        assert v[claim]["number"] != R.WITHHELD  # the number is still stated
+
+
+def test_each_gate_withholds_only_the_claims_that_need_it():
+    bad = passing_models()
+    bad[3]["controls"]["bigram"]["z"] = 6.0  # G2: the shuffled control shows bigrams
+    v = verdicts(metrics(gates=evaluate_gates(bad)))
+    assert v["attention"]["conclusion"] == R.WITHHELD and "G2" in v["attention"]["reason"]
+    assert v["corpus_basis"]["conclusion"] == R.SUPPORTED
+    bad = passing_models()
+    bad[0]["alignment"]["vocab_map_null"]["p"] = 0.2  # G3: the map is not better than chance
+    v = verdicts(metrics(gates=evaluate_gates(bad)))
+    assert v["corpus_basis"]["conclusion"] == R.WITHHELD and "main-s0" in v["corpus_basis"]["reason"]
+    assert v["attention"]["conclusion"] == R.CONTRADICTED
+
+
+@pytest.mark.parametrize("path, name", [
+    (("corrected", "corpus_basis_test", "z_total"), "z_total"),
+    (("corrected", "corpus_basis_test", "planted_z"), "planted_z"),
+    (("corrected", "attention", "token_space", "fpr_models"), "fpr_models"),
+    (("corrected", "attention", "functional"), "functional"),
+    (("note_protocol", "l0_wq_alignment"), "l0_wq_alignment"),
+    (("note_protocol", "r2_linear_all"), "r2_linear_all"),
+])
+def test_a_missing_value_raises_naming_it(path, name):
+    m = metrics()
+    target = m["models"]["main-s1"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = None
+    with pytest.raises(MissingValue, match=name) as err:
+        all_verdicts(m, NOTE)
+    assert "main-s1" in str(err.value)
+
+
+def test_a_missing_spectrum_raises_naming_it():
+    names = list(CORPUS_SPECTRA.values())
+    spectra = pd.DataFrame({"name": names, "pr": np.arange(1.0, len(names) + 1)})
+    weights = pd.DataFrame({"name": [WE_COVARIANCE], "pr": [3.0]})
+    out = spectra_metrics(spectra, weights)
+    assert out["pr_ppmi"] == 4.0 and out["L_opt_ppmi"] == 2 and out["pr_we_cov"] == 3.0
+    for missing in names:
+        with pytest.raises(MissingValue, match=missing.replace("^", r"\^").replace("(", r"\(").replace(")", r"\)")
+                           .replace("+", r"\+").replace("|", r"\|")):
+            spectra_metrics(spectra[spectra["name"] != missing], weights)
+    m = metrics()
+    del m["spectra"]["pr_ppmi"]
+    with pytest.raises(MissingValue, match="pr_ppmi"):
+        all_verdicts(m, NOTE)
+
+
+def test_intervention_gate_reuses_g1s_rule():
+    from corpus_weights.metrics import intervention_metrics
+    runs = [dict(init=init, seed=s, measures=dict(final_val_loss=loss, learned_fraction=0.6, tokens_to_bigram=None,
+                                                 tokens_to_random_final=None, aligned_share_by_snapshot={}))
+            for s in (0, 1) for init, loss in (("random", 5.9), ("corpus", 5.5 + 0.01 * s), ("corpus_permuted", 5.8))]
+    ok = intervention_metrics(copy.deepcopy(runs), ladder_unigram=6.5)
+    assert ok["gate"]["passed"] and ok["verdict"]["conclusion"] == R.SUPPORTED
+    # 0.29 nats below unigram: G1's own threshold (0.3) must refuse it, as the gate G1 would
+    bad = intervention_metrics(copy.deepcopy(runs), ladder_unigram=5.5 + 0.29)
+    assert not bad["gate"]["passed"] and bad["verdict"]["conclusion"] == R.WITHHELD
+    assert "corpus-s0" in bad["gate"]["reason"]
