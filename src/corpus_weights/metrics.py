@@ -224,6 +224,22 @@ def run_card(data: dict, params: dict) -> tuple[dict, dict]:
     return config, corpus
 
 
+def standing(models: dict) -> list[dict]:
+    """Where each main model stands on the loss ladder: its validation loss against the unigram and the
+    interpolated-bigram cross-entropy of the corpus (a count model a trained transformer should beat)."""
+    rows = []
+    for label, mm in models.items():
+        if mm["role"] != Role.MAIN:
+            continue
+        lad = mm["corrected"]["ladder"]
+        val, uni, big = lad["val_loss"], lad["unigram_ce"], lad["bigram_ce"]
+        rows.append(dict(model=label, val_loss=val, unigram_ce=uni, bigram_ce=big,
+                         below_unigram_by=None if val is None else uni - val,
+                         below_bigram=None if val is None else bool(val < big),
+                         bigram_margin=None if val is None else big - val))
+    return rows
+
+
 TRAINING_KEYS = ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled", "final_train_loss",
                  "final_val_loss", "resumed_from_step", "seed"]
 
@@ -244,6 +260,7 @@ def collect_metrics(data: dict, params: dict) -> dict:
                            "wall_s": info["summary"].get("elapsed_s")} for run, info in data["runs"].items()},
         "main_label": main_label, "models": models, "gates": evaluate_gates(gate_inputs), "note": NOTE,
     }
+    metrics["standing"] = standing(models)
     metrics["seeds"] = seed_statistics(models, K / d)
     metrics["note_protocol"] = models[main_label]["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)

@@ -7,6 +7,7 @@ figures and tables need, and returns the page, its figures and its full tables. 
 from __future__ import annotations
 
 import base64
+import html
 import io
 from importlib import resources
 
@@ -232,9 +233,31 @@ def _gate_summary(g: dict) -> str:
                      f" tokens" for r in v)
 
 
+GATE_ADVICE = {
+    "G1": "train longer (raise train.tokens) or on more text; the measured values are above",
+    "G2": "a main model without bigram knowledge needs more training (train.tokens); a control that shows bigrams "
+          "points at repeated text in the corpus or too few tokens for the null",
+    "G3": "the corpus -> model map is no better than chance: train longer (train.tokens) or use more tokens in the map "
+          "(analysis.top_n)",
+    "G4": "list at least two seeds in train.seeds, all at one train.tokens",
+}
+
+
 def _gate_rows(gates: dict) -> list[dict]:
     return [{"gate": f"{g['name']} {g['title']}", "status": "pass" if g["passed"] else "FAIL",
-             "condition": g["rule"], "values": _gate_summary(g)} for g in gates.values()]
+             "condition": g["rule"], "values": _gate_summary(g),
+             "what to change": "" if g["passed"] else GATE_ADVICE.get(g["name"], "")} for g in gates.values()]
+
+
+def gate_table(gates: dict) -> str:
+    """The gate panel: pass / FAIL coloured, and for a failing gate what to change."""
+    rows = _gate_rows(gates)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"pass" if r["status"] == "pass" else "fail"}">{html.escape(v)}</td>'
+                         if c == "status" else f"<td>{html.escape(str(v))}</td>" for c, v in r.items()) + "</tr>"
+        for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render_page(metrics: dict, data: dict, figures: dict) -> str:
@@ -245,7 +268,7 @@ def render_page(metrics: dict, data: dict, figures: dict) -> str:
     intervention = tables.intervention_rows(metrics)
     return template.render(
         m=metrics, note=NOTE, K=K, d=data["d"], fmt=_fmt, verdicts=metrics["verdicts"],
-        gate_table=_table(_gate_rows(metrics["gates"])), qk_table=_table(tables.qk_rows(metrics)),
+        gate_table=gate_table(metrics["gates"]), qk_table=_table(tables.qk_rows(metrics)),
         source_table=_table(tables.source_rows(metrics, K)), pr_table=_table(tables.pr_rows(metrics)),
         accounting_table=_table(tables.accounting_rows(metrics)), l0_table=_table(tables.l0_rows(metrics)),
         control_table=_table(tables.control_rows(metrics, data["labels"], K)),

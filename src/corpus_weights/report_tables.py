@@ -40,14 +40,20 @@ def qk_rows(metrics: dict) -> list[dict]:
 def source_rows(metrics: dict, K: int) -> list[dict]:
     """How much of the weights each source of directions explains: the note's R², ours both ways."""
     notep, seeds = metrics["note_protocol"], metrics["seeds"]
-    ours = "ours, corrected (share, aligned; mean ± sd over seeds)"
+    ours = "ours, corrected (uncentred share, aligned, non-embedding; mean ± sd over seeds)"
 
     def row(source, note=None, note_protocol=None, nonembed=None, corrected=None):
         return {"source": source, "note's value": note, "ours, note protocol": note_protocol,
                 "ours, note protocol without embeddings": nonembed, ours: corrected}
 
-    null = f"{fmt(seeds['share_corpus_null']['mean'])} ± {fmt(seeds.get('share_corpus_null_draw_sd'))} (draws)"
-    return [row(f"corpus basis, linear (K={K})", NOTE["r2_corpus_linear"], notep["r2_linear_all"],
+    main = metrics["main_label"]
+    test = metrics["models"][main]["corrected"]["corpus_basis_test"]
+    null = (f"{fmt(test['null_mean'])} ± {fmt(test['null_sd'])} (sd over {fmt(test['n_null_draws'])} null draws, "
+            f"{main}); fit/test splits add ± {fmt(test['split_sd'])} (sd over {fmt(test['n_splits'])} splits)")
+    d = metrics["config"]["d_model"]
+    label = (f"corpus basis, linear (the note: K = {NOTE['K']} of d = {NOTE['accounting']['d']}; ours: K = {K} of "
+             f"d = {d}, K/d = {fmt(K / d)})")
+    return [row(label, NOTE["r2_corpus_linear"], notep["r2_linear_all"],
                 notep["r2_linear_nonembed"], pm(seeds["share_corpus"])),
             row("its null (corpus token identities scrambled within frequency bins)", corrected=null),
             row("direct (corpus-derived) prediction", NOTE["r2_direct"], notep["r2_direct"]),
