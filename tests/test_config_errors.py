@@ -101,3 +101,28 @@ def test_misspelled_top_level_key_is_named(tmp_path):
                      configfile=None, timeout=120)
     assert proc.returncode != 0
     assert "analysys" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_three_schema_mistakes_in_one_short_message(tmp_path):
+    """A misspelt key, a misspelt nested key and a wrong type: all three in one run, each with its key, in ≤ 10 lines
+    of the error (no schema dump), misspellings with the key they were meant to be."""
+    import yaml
+
+    workdir = make_workdir(tmp_path)
+    cfg = yaml.safe_load((workdir / "config/test.yaml").read_text())
+    cfg["model"]["n_heads"] = cfg["model"].pop("n_head")
+    cfg["train"]["tokens"] = "20k"
+    cfg["analysys"] = {"K": [4]}
+    (workdir / "config/test.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(workdir, "-n", "results/report.html", timeout=120)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    start = output.index("problem(s) in the configuration")
+    message = output[start:].splitlines()
+    block = message[:1 + next(i for i, line in enumerate(message[1:]) if not line.startswith("  ") or "File" in line)]
+    assert len(block) <= 10, block
+    text = "\n".join(block)
+    assert "model.n_heads: unknown key; did you mean 'model.n_head'?" in text
+    assert "analysys: unknown key; did you mean 'analysis'?" in text
+    assert "train.tokens: '20k' is not valid" in text
+    assert "properties" not in output  # no schema dump
