@@ -13,7 +13,7 @@ rule align:
         embeddings=f"{STATS}/embeddings.npz",
         covariance=f"{STATS}/covariance.npz",
         vocab=f"{TOKENS}/vocab.parquet",
-        code=lib("analysis"),
+        code=script_code("align"),
     output:
         npz="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
         json="results/{corpus}/analysis/{run}/{snap}/alignment.json",
@@ -35,14 +35,14 @@ rule align:
 
 rule measure:
     input:
+        unpack(measure_run_inputs),
         weights="results/{corpus}/weights/{run}/{snap}.npz",
-        train_log="results/{corpus}/train/{run}/log.parquet",
         bigrams=f"{STATS}/bigram_counts.npz",
         embeddings=f"{STATS}/embeddings.npz",
         ladder=f"{STATS}/ladder.json",
         val=f"{TOKENS}/val.npy",
         vocab=f"{TOKENS}/vocab.parquet",
-        code=lib("analysis"),
+        code=script_code("measure"),
     output:
         summary="results/{corpus}/analysis/{run}/{snap}/summary.json",
         weight_spectra="results/{corpus}/analysis/{run}/{snap}/weight_spectra.parquet",
@@ -69,7 +69,7 @@ rule attention:
         bigrams=f"{STATS}/bigram_counts.npz",
         embeddings=f"{STATS}/embeddings.npz",
         vocab=f"{TOKENS}/vocab.parquet",
-        code=lib("analysis"),
+        code=script_code("attention"),
     output:
         table="results/{corpus}/analysis/{run}/{snap}/attention.parquet",
         json="results/{corpus}/analysis/{run}/{snap}/attention.json",
@@ -96,7 +96,7 @@ rule fit_projections:
         alignment="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
         covariance=f"{STATS}/covariance.npz",
         embeddings=f"{STATS}/embeddings.npz",
-        code=lib("analysis"),
+        code=script_code("fit_projections"),
     output:
         table="results/{corpus}/analysis/{run}/{snap}/projection/K{K}.parquet",
     params:

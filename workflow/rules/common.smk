@@ -1,4 +1,5 @@
 # Config validation, target builders, wildcard constraints and small helpers shared by the rule files.
+import ast
 import glob
 import importlib.util
 import os
@@ -6,12 +7,27 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 # The library the scripts actually import (the editable install points at src/corpus_weights).
 _spec = importlib.util.find_spec("corpus_weights")
 if _spec is None:
     raise WorkflowError("the library 'corpus_weights' is not importable: run `pip install --no-deps -e .` (or `make`)")
+
+
+def validate_config():
+    """Every schema problem in one short message (key, problem, expected; "did you mean" for misspelt keys), before
+    any job; then Snakemake's validate fills the schema's defaults."""
+    import yaml
+    from corpus_weights.config_check import format_problems, schema_problems
+
+    schema_path = os.path.join(str(workflow.current_basedir), "..", "schemas", "config.schema.yaml")
+    with open(schema_path) as f:
+        problems = schema_problems(config, yaml.safe_load(f))
+    if problems:
+        raise WorkflowError(format_problems(problems))
+    validate(config, schema="../schemas/config.schema.yaml")
+
+
+validate_config()
 LIBRARY_DIR = os.path.dirname(_spec.origin)
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]
@@ -61,18 +77,38 @@ SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN["snapshots"]})
 
 
 def run_registry():
-    """Every trained model as data: {run: {data, seed, tokens}}. All runs share the main budget and schedule, so
-    main-vs-control and seed-vs-seed differences are never a difference in training."""
-    runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init="random")
+    """Every model as data: {run: {data, seed, tokens, init, source}}. source "train": trained here (rule train, then
+    extract_weights); all trained runs share the main budget and schedule, so main-vs-control and seed-vs-seed
+    differences are never a difference in training. source "file": the weights file is written by another rule
+    instead of training (plant_weights: a planted model of the verdict calibration, built from the corpus statistics
+    and its base run, with recipe, base and draw); everything downstream of the weights file treats both alike."""
+    runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init="random", source="train")
             for seed in TRAIN["seeds"]}
     if CONTROLS["shuffled"]:
         seed = TRAIN["seeds"][0]
-        runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"], init="random")
+        runs[f"shuffled-s{seed}"] = dict(data="shuffled", seed=seed, tokens=TRAIN["tokens"], init="random",
+                                         source="train")
     for variant in INIT_VARIANTS:  # the intervention experiment: same data, seeds, budget; another initial W_E
         if variant != "random":
             for seed in TRAIN["seeds"]:
-                runs[f"{variant}-s{seed}"] = dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init=variant)
+                runs[f"{variant}-s{seed}"] = dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init=variant,
+                                                  source="train")
+    if CALIBRATION:  # one planted model per main seed, built on that seed's trained main run
+        for seed in TRAIN["seeds"]:
+            base = f"orig-s{seed}"
+            runs[planted_run(CALIBRATION["recipe"], CALIBRATION["seed"], seed)] = dict(
+                data="orig", seed=seed, tokens=runs[base]["tokens"], init="random", source="file",
+                recipe=CALIBRATION["recipe"], base=base, draw=CALIBRATION["seed"])
     return runs
+
+
+def planted_run(recipe, draw, seed):
+    """Run name of a planted model: recipe, the draw of its random parts, the seed of its base run."""
+    return f"planted_{recipe}_d{draw}-s{seed}"
+
+
+def runs_from(source):
+    return [run for run, info in RUNS.items() if info["source"] == source]
 
 
 def intervention_runs():
@@ -80,24 +116,32 @@ def intervention_runs():
     the random initialisation is configured."""
     if set(INIT_VARIANTS) <= {"random"}:
         return []
-    return [run for run, info in RUNS.items() if info["data"] == "orig" and info["init"] in INIT_VARIANTS]
+    return [run for run, info in RUNS.items()
+            if info["source"] == "train" and info["data"] == "orig" and info["init"] in INIT_VARIANTS]
 
 
 def analysed_registry():
-    """Every analysed model snapshot as data: label, run, snapshot, role (main | step0 | shuffled); mains first."""
-    entries = [dict(label=f"main-s{info['seed']}", run=run, snap="snapshot_100", role="main")
-               for run, info in RUNS.items() if info["data"] == "orig" and info["init"] == "random"]
-    entries.append(dict(label="step0", run=entries[0]["run"], snap="snapshot_000", role="step0"))
+    """Every analysed model snapshot as data: label, run, snapshot, role (main | step0 | shuffled); mains first.
+    Under `calibration` the main models (main-s<seed>) are the planted runs; step 0 and the shuffled control stay the
+    trained ones, so the gates and verdicts are computed on the planted models through the ordinary metrics rule."""
+    trained_mains = [run for run, info in RUNS.items()
+                     if info["source"] == "train" and info["data"] == "orig" and info["init"] == "random"]
+    mains = runs_from("file") if CALIBRATION else trained_mains
+    entries = [dict(label=f"main-s{RUNS[run]['seed']}", run=run, snap="snapshot_100", role="main") for run in mains]
+    entries.append(dict(label="step0", run=trained_mains[0], snap="snapshot_000", role="step0"))
     entries += [dict(label="shuffled", run=run, snap="snapshot_100", role="shuffled")
                 for run, info in RUNS.items() if info["data"] == "shuffled"]
     return entries
 
 
+# `calibration` (absent or recipe null = off) makes the analysed main models planted ones (docs/calibration.md)
+CALIBRATION = config["calibration"] if "calibration" in config and config["calibration"]["recipe"] else None
 INIT_VARIANTS = list(config["experiments"]["init"])
 RUNS = run_registry()
+TRAINED = runs_from("train")
+FROM_FILE = runs_from("file")
 INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
-
 
 wildcard_constraints:
     corpus=CORPUS,  # one corpus per config; its name is in every result path, so corpora never collide
@@ -106,32 +150,85 @@ wildcard_constraints:
     K="[0-9]+",
 
 
-def _library_imports(module):
-    """Modules of the library that `module` imports (relative imports, read from its source)."""
-    import ast
+def _module_file(dotted):
+    """The source file of a library module given by its dotted name inside the package ("" is the package
+    itself, "x.y" is corpus_weights/x/y.py or corpus_weights/x/y/__init__.py); None if there is no such module."""
+    base = os.path.join(LIBRARY_DIR, *dotted.split(".")) if dotted else LIBRARY_DIR
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            return path
+    return None
 
-    path = os.path.join(LIBRARY_DIR, f"{module}.py")
-    tree = ast.parse(open(path).read(), path)
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
+
+def _imported(package_parts, node):
+    """Library modules (dotted names inside the package) that one import statement loads, or None if it loads
+    nothing of the library. `package_parts` is the importing module's package (None for a script)."""
+    top = os.path.basename(LIBRARY_DIR)
+    if isinstance(node, ast.Import):
+        return [alias.name.split(".", 1)[1] if "." in alias.name else "" for alias in node.names
+                if alias.name.split(".")[0] == top]
+    if node.level == 0:
+        parts = (node.module or "").split(".")
+        if parts[0] != top:
+            return None
+        target = parts[1:]
+    elif package_parts is None or node.level - 1 > len(package_parts):
+        return None
+    else:
+        package = package_parts[: len(package_parts) - (node.level - 1)]
+        target = package + (node.module.split(".") if node.module else [])
+    found = [".".join(target)]
+    # `from pkg import name` loads pkg.name too when name is a submodule
+    found += [".".join(target + [a.name]) for a in node.names if _module_file(".".join(target + [a.name]))]
     return found
 
 
-def lib(*modules):
-    """Library source files a rule depends on: the named modules and everything they import, transitively
-    (Snakemake only tracks the script file itself; editing any of these reruns the rule)."""
-    todo, seen = list(modules), set()
+def _imports_of(path, package_parts=None):
+    """Library modules one file imports (absolute `corpus_weights...` imports, and relative ones inside the
+    library), with every package on their way (importing a.b runs a/__init__.py), read with `ast`."""
+    tree = ast.parse(open(path).read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for dotted in _imported(package_parts, node) or []:
+                parts = dotted.split(".") if dotted else []
+                found.update(".".join(parts[:i]) for i in range(len(parts) + 1))
+    return {m for m in found if _module_file(m)}
+
+
+def _data_files(path):
+    """Package data a library module reads: string constants that name a file of the package other than Python
+    source (e.g. report.py's "templates/report.html"), relative to the package or to the module's folder."""
+    tree = ast.parse(open(path).read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and not node.value.endswith(".py"):
+            for folder in (LIBRARY_DIR, os.path.dirname(path)):
+                candidate = os.path.normpath(os.path.join(folder, node.value))
+                if node.value and os.path.isfile(candidate) and candidate.startswith(LIBRARY_DIR + os.sep):
+                    found.add(candidate)
+    return found
+
+
+def script_code(name):
+    """Code inputs of the rule that runs workflow/scripts/<name>.py: every library file the script imports,
+    transitively (read from the sources with `ast`, never named by hand), and the package data those modules read.
+    Snakemake tracks only the script itself; with these declared, editing any of them reruns exactly its users."""
+    script = os.path.join(workflow.basedir, "workflow", "scripts", f"{name}.py")
+    todo, seen = sorted(_imports_of(script)), set()
     while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo.extend(_library_imports(m) - seen)
-    return [os.path.join(LIBRARY_DIR, f"{m}.py") for m in sorted(seen)]
+        dotted = todo.pop()
+        if dotted not in seen:
+            seen.add(dotted)
+            path = _module_file(dotted)
+            package = dotted.split(".") if dotted else []
+            if not path.endswith("__init__.py"):
+                package = package[:-1]
+            todo.extend(_imports_of(path, package) - seen)
+    files = {_module_file(m) for m in seen}
+    for path in list(files):
+        files |= _data_files(path)
+    return sorted(files)
 
 
 def corpus_inputs(wildcards):
@@ -177,11 +274,11 @@ def attention_params():
 
 
 def align_params():
-    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "seed"]}
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "splits", "seed"]}
 
 
 def projection_params():
-    return {k: ANALYSIS[k] for k in ["random_draws", "seed"]}
+    return {k: ANALYSIS[k] for k in ["random_draws", "min_effect", "seed"]}
 
 
 def projection_files():
@@ -204,21 +301,21 @@ def model_summaries(wildcards):
         "manifest": f"resources/corpus/{CORPUS}.manifest.json",
         "tokens_meta": f"results/{CORPUS}/tokens/meta.json",
         "spectra": f"results/{CORPUS}/corpus_stats/spectra.parquet",
-        "train_logs": [f"results/{CORPUS}/train/{run}/log.parquet" for run in RUNS],
-        "train_summaries": [f"results/{CORPUS}/train/{run}/summary.json" for run in RUNS],
+        "train_logs": [f"results/{CORPUS}/train/{run}/log.parquet" for run in TRAINED],
+        "train_summaries": [f"results/{CORPUS}/train/{run}/summary.json" for run in TRAINED],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
     }
 
 
 def metrics_inputs(wildcards):
-    return {**model_summaries(wildcards), "code": lib("metrics")}
+    return {**model_summaries(wildcards), "code": script_code("metrics")}
 
 
 def report_inputs(wildcards):
     """The figures and tables read the same per-model files; the numbers come from metrics.json."""
     return {**model_summaries(wildcards), "metrics": f"results/{CORPUS}/metrics.json",
-            "code": lib("report") + [os.path.join(LIBRARY_DIR, "templates", "report.html")]}
+            "code": script_code("report")}
 
 
 def benchmark_jobs():
@@ -226,9 +323,13 @@ def benchmark_jobs():
     jobs = [(rule, None) for rule in ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder")]
     if "shuffled" in {info["data"] for info in RUNS.values()}:
         jobs.append(("shuffle_tokens", None))
-    jobs += [("train", run) for run in RUNS]
+    jobs += [("train", run) for run in TRAINED]
     snaps = sorted({(e["run"], e["snap"]) for e in ANALYSED})
-    jobs += [("extract_weights", f"{run}.{snap}") for run, snap in snaps]
+    extracted = sorted({(run, snap) for run, snap in snaps if RUNS[run]["source"] == "train"}
+                       | {(RUNS[run]["base"], snap) for run in FROM_FILE for snap in ("snapshot_000", "snapshot_100")})
+    jobs += [("extract_weights", f"{run}.{snap}") for run, snap in extracted]
+    jobs += [("plant_weights", run) for run in FROM_FILE]
+    jobs += [("validation_loss", f"{run}.{snap}") for run, snap in snaps if RUNS[run]["source"] == "file"]
     jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure", "attention") for run, snap in snaps]
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
@@ -242,8 +343,58 @@ def analysed_identity(run, snap):
     """The registry's facts about one analysed snapshot (label, role, seed, token budget) for its summary."""
     entry = next((e for e in ANALYSED if e["run"] == run and e["snap"] == snap), None)
     info = RUNS[run]
-    return dict(label=entry["label"] if entry else f"{run}.{snap}", role=entry["role"] if entry else "other",
-                run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"], init=info["init"])
+    identity = dict(label=entry["label"] if entry else f"{run}.{snap}", role=entry["role"] if entry else "other",
+                    run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"],
+                    init=info["init"])
+    if info["source"] != "train":  # (a trained run's identity stays what it was before runs could come from files)
+        identity.update({k: info[k] for k in ("source", "recipe", "base", "draw")})
+    return identity
+
+
+def trained_identity(run):
+    """The intervention rule's facts about one trained run (data, seed, tokens, init, run)."""
+    return {k: RUNS[run][k] for k in ("data", "seed", "tokens", "init")} | {"run": run}
+
+
+def measure_run_inputs(wildcards):
+    """Where a model's validation loss comes from: a trained run's log (the trainer's evaluation at that step), or,
+    for weights from a file, rule validation_loss (the same evaluation windows, by a numpy forward pass)."""
+    if RUNS[wildcards.run]["source"] == "train":
+        return {"train_log": f"results/{CORPUS}/train/{wildcards.run}/log.parquet"}
+    return {"validation": f"results/{CORPUS}/analysis/{wildcards.run}/{wildcards.snap}/validation.json"}
+
+
+# What each planted recipe reads besides its base run's weights (so the DAG plans only that).
+STATS_DIR = f"results/{CORPUS}/corpus_stats"
+PLANT_RECIPE_INPUTS = {
+    "corpus_span": {"embeddings": f"{STATS_DIR}/embeddings.npz", "covariance": f"{STATS_DIR}/covariance.npz"},
+    "routing_qk": {"bigrams": f"{STATS_DIR}/bigram_counts.npz", "embeddings": f"{STATS_DIR}/embeddings.npz",
+                   "vocab": f"results/{CORPUS}/tokens/vocab.parquet"},
+    "l0_aligned": {"bigrams": f"{STATS_DIR}/bigram_counts.npz", "embeddings": f"{STATS_DIR}/embeddings.npz"},
+    "random": {},
+    "random_qk": {},
+    "shuffled_embedding": {"shuffled_embedding": f"results/{CORPUS}/init/shuffled_corpus.npy"},
+}
+
+
+def plant_inputs(wildcards):
+    """The base run's final weights and its step 0 (the planted model's ΔW reference), and the recipe's corpus
+    statistics."""
+    info = RUNS[wildcards.run]
+    base = f"results/{CORPUS}/weights/{info['base']}"
+    return {"base": f"{base}/snapshot_100.npz", "base_init": f"{base}/snapshot_000.npz",
+            **PLANT_RECIPE_INPUTS[info["recipe"]]}
+
+
+def plant_params(wildcards):
+    info = RUNS[wildcards.run]
+    return dict(recipe=info["recipe"], draw=info["draw"], seed=info["seed"], base=info["base"],
+                K=ANALYSIS["headline_K"], top_n=ANALYSIS["top_n"])
+
+
+def registry_pattern(runs):
+    """A wildcard constraint matching exactly these run names (none at all when the list is empty)."""
+    return "|".join(runs) if runs else "(?!)"
 
 
 def config_hash():

@@ -4,7 +4,7 @@
 rule prepare_corpus:
     input:
         files=corpus_inputs,
-        code=lib("corpus"),
+        code=script_code("prepare_corpus"),
     output:
         text="resources/corpus/{corpus}.txt",
         manifest="resources/corpus/{corpus}.manifest.json",
@@ -27,7 +27,7 @@ rule prepare_corpus:
 rule tokenize:
     input:
         text="resources/corpus/{corpus}.txt",
-        code=lib("tokenizing"),
+        code=script_code("tokenize"),
     output:
         train="results/{corpus}/tokens/train.npy",
         val="results/{corpus}/tokens/val.npy",
@@ -54,7 +54,7 @@ rule tokenize:
 rule shuffle_tokens:
     input:
         train="results/{corpus}/tokens/train.npy",
-        code=lib("tokenizing"),
+        code=script_code("shuffle_tokens"),
     output:
         shuffled="results/{corpus}/tokens/train_shuffled.npy",
     params:
@@ -77,7 +77,7 @@ rule corpus_stats:
     input:
         train="results/{corpus}/tokens/train.npy",
         meta="results/{corpus}/tokens/meta.json",
-        code=lib("corpus_stats", "spectra"),
+        code=script_code("corpus_stats"),
     output:
         bigrams="results/{corpus}/corpus_stats/bigram_counts.npz",
         embeddings="results/{corpus}/corpus_stats/embeddings.npz",
@@ -107,7 +107,7 @@ rule corpus_ladder:
         train="results/{corpus}/tokens/train.npy",
         val="results/{corpus}/tokens/val.npy",
         meta="results/{corpus}/tokens/meta.json",
-        code=lib("loss_ladder"),
+        code=script_code("corpus_ladder"),
     output:
         ladder="results/{corpus}/corpus_stats/ladder.json",
     log:

@@ -7,7 +7,7 @@ rule init_embedding:
         train="results/{corpus}/tokens/train.npy",
         shuffled="results/{corpus}/tokens/train_shuffled.npy",
         meta="results/{corpus}/tokens/meta.json",
-        code=lib("initialisation"),
+        code=script_code("init_embedding"),
     output:
         embedding="results/{corpus}/init/{variant}.npy",
     params:
@@ -42,11 +42,11 @@ rule intervention:
         ladder=f"results/{CORPUS}/corpus_stats/ladder.json",
         val=f"results/{CORPUS}/tokens/val.npy",
         vocab=f"results/{CORPUS}/tokens/vocab.parquet",
-        code=lib("intervention"),
+        code=script_code("intervention"),
     output:
         json="results/{corpus}/intervention/{run}.json",
     params:
-        identity=lambda wildcards: RUNS[wildcards.run] | {"run": wildcards.run},
+        identity=lambda wildcards: trained_identity(wildcards.run),
         align={k: ANALYSIS[k] for k in ["top_n", "freq_bins", "seed"]},
         K=ANALYSIS["headline_K"],
     log:

@@ -15,7 +15,7 @@ rule metrics:
         metrics="results/{corpus}/metrics.json",
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
-        runs=list(RUNS),
+        runs=TRAINED,
         K=ANALYSIS["K"],
         headline_K=ANALYSIS["headline_K"],
         config=config,
@@ -50,7 +50,7 @@ rule report:
         ],
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
-        runs=list(RUNS),
+        runs=TRAINED,
         K=ANALYSIS["K"],
         headline_K=ANALYSIS["headline_K"],
         config=config,
@@ -72,7 +72,7 @@ rule current_report:
     input:
         html=f"results/{CORPUS}/report.html",
         metrics=f"results/{CORPUS}/metrics.json",
-        code=lib("workflow_io"),
+        code=script_code("current_report"),
     output:
         html="results/report.html",
         metrics="results/metrics.json",

@@ -6,7 +6,7 @@ rule train:
         unpack(train_inputs),
         val=f"results/{CORPUS}/tokens/val.npy",
         meta=f"results/{CORPUS}/tokens/meta.json",
-        code=lib("training"),
+        code=script_code("train"),
     output:
         final="results/{corpus}/train/{run}/final.safetensors",
         snapshots=expand("results/{{corpus}}/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
@@ -35,7 +35,7 @@ rule train:
 rule extract_weights:
     input:
         model="results/{corpus}/train/{run}/{snap}.safetensors",
-        code=lib("weights", "workflow_io"),
+        code=script_code("extract_weights"),
     output:
         weights="results/{corpus}/weights/{run}/{snap}.npz",
         meta="results/{corpus}/weights/{run}/{snap}.json",

@@ -1,0 +1,59 @@
+# Weights from a file instead of training (`source: file` in the run registry): rule plant_weights writes a planted
+# model of the verdict calibration (config key `calibration`, docs/calibration.md) where extract_weights writes a
+# trained model's weights, and rule validation_loss evaluates such weights on the validation windows (the train log
+# gives a trained model's); align, measure, attention, fit_projections, metrics and report then run unchanged.
+# With `calibration` unset there is no such run and these rules plan nothing.
+
+ruleorder: plant_weights > extract_weights
+
+
+rule plant_weights:
+    input:
+        unpack(plant_inputs),
+        code=script_code("plant_weights"),
+    output:
+        weights="results/{corpus}/weights/{run}/snapshot_100.npz",
+        meta="results/{corpus}/weights/{run}/snapshot_100.json",
+        init="results/{corpus}/weights/{run}/snapshot_000.npz",
+        init_meta="results/{corpus}/weights/{run}/snapshot_000.json",
+    params:
+        plant=plant_params,
+    wildcard_constraints:
+        run=registry_pattern(FROM_FILE),
+    log:
+        "results/{corpus}/logs/plant_weights/{run}.log",
+    benchmark:
+        "results/{corpus}/benchmarks/plant_weights/{run}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/plant_weights.py"
+
+
+rule validation_loss:
+    input:
+        weights="results/{corpus}/weights/{run}/{snap}.npz",
+        val=f"results/{CORPUS}/tokens/val.npy",
+        code=script_code("validation_loss"),
+    output:
+        json="results/{corpus}/analysis/{run}/{snap}/validation.json",
+    params:
+        eval_tokens=TRAIN["eval_tokens"],
+    wildcard_constraints:
+        run=registry_pattern(FROM_FILE),
+    log:
+        "results/{corpus}/logs/validation_loss/{run}.{snap}.log",
+    benchmark:
+        "results/{corpus}/benchmarks/validation_loss/{run}.{snap}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/validation_loss.py"
