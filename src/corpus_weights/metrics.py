@@ -117,7 +117,7 @@ def _benchmark_table(jobs: list[dict]) -> list[dict]:
     return rows
 
 
-def seed_statistics(models: dict, K_over_d: float) -> dict:
+def seed_statistics(models: dict) -> dict:
     """Headline numbers as mean ± sd over the main seeds (sd only with ≥ 2 seeds)."""
     mains = [mm for mm in models.values() if mm["role"] == Role.MAIN]
     getters = {
@@ -261,7 +261,7 @@ def collect_metrics(data: dict, params: dict) -> dict:
         "main_label": main_label, "models": models, "gates": evaluate_gates(gate_inputs), "note": NOTE,
     }
     metrics["standing"] = standing(models)
-    metrics["seeds"] = seed_statistics(models, K / d)
+    metrics["seeds"] = seed_statistics(models)
     metrics["note_protocol"] = models[main_label]["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
     if data["intervention"]:

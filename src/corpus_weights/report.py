@@ -35,7 +35,7 @@ BASIS_LABELS = {
 }
 
 
-def _figure_to_data_uri(fig) -> bytes:
+def _figure_png(fig) -> bytes:
     """PNG bytes of a figure (closed afterwards); the page inlines them as data URIs, the rule also writes files."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -69,7 +69,7 @@ def _heatmap(values: np.ndarray, rows: list[str], cols: list[str], title: str, l
                 ax.text(j, i, f"{values[i, j]:.{digits}f}{star}", ha="center", va="center", fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label=label, fraction=0.04)
-    return _figure_to_data_uri(fig)
+    return _figure_png(fig)
 
 
 def matrix_layer_heatmap(proj: pd.DataFrame, K: int) -> bytes:
@@ -124,7 +124,7 @@ def _intervention_figure(runs: list[dict]) -> bytes:
     ax.set_ylim(None, min(ax.get_ylim()[1], 8))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _figure_to_data_uri(fig)
+    return _figure_png(fig)
 
 
 def report_figures(data: dict, metrics: dict) -> dict:
@@ -160,10 +160,10 @@ def _finish(fig, ax, xlabel: str, ylabel: str, legend_cols: int = 1, grid_axis: 
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=legend_cols)
     ax.grid(alpha=0.3, axis=grid_axis)
-    return _figure_to_data_uri(fig)
+    return _figure_png(fig)
 
 
-def _training_figure(runs) -> str:
+def _training_figure(runs) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for run, info in runs.items():
         log = info["log"]
@@ -172,7 +172,7 @@ def _training_figure(runs) -> str:
     return _finish(fig, ax, "training tokens", "validation cross-entropy (nats)")
 
 
-def _ladder_figure(models: dict) -> str:
+def _ladder_figure(models: dict) -> bytes:
     """The loss ladder per model: unigram, interpolated bigram, CE at position 0, validation loss."""
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     labels = list(models)
@@ -189,7 +189,7 @@ def _ladder_figure(models: dict) -> str:
     return _finish(fig, ax, "", "cross-entropy (nats)", legend_cols=2, grid_axis="y")
 
 
-def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
+def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     pooled = proj[(proj.matrix == "pooled_nonembed") & (proj.target == target)]
     for basis, label in BASIS_LABELS.items():
@@ -206,7 +206,7 @@ def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> str:
     return _finish(fig, ax, "K (basis vectors)", "projection share (pooled non-embedding)")
 
 
-def _attention_figure(results, labels) -> str:
+def _attention_figure(results, labels) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for lab in labels:
         by_layer = results[lab]["attention"].groupby("layer").agg(r=("r", "mean"))

@@ -10,6 +10,12 @@ from .verdicts import fmt, pm as _pm
 from .workflow_io import read_json
 
 
+def tokens(value) -> str:
+    """A token count as a whole number with thousands separators (144.597 tokens prints as 145, not as a
+    thousands-separated 144.597)."""
+    return "—" if value is None else f"{round(float(value)):,}"
+
+
 def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
     iv = metrics.get("intervention")
     if not iv:
@@ -40,8 +46,9 @@ def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
         for key in ("final_val_loss", "tokens_to_random_final"):
             d = iv["differences"][key].get(v, {})
             ci = d.get("ci95")
-            cells.append("—" if d.get("mean") is None else fmt(d["mean"]) + (
-                f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "") + f" (per seed: {', '.join(fmt(x) for x in d['diffs'])})")
+            f = fmt if key == "final_val_loss" else tokens  # token counts as whole numbers (interpolated: fractional)
+            cells.append("—" if d.get("mean") is None else f(d["mean"]) + (
+                f" [{f(ci[0])}, {f(ci[1])}]" if ci else "") + f" (per seed: {', '.join(f(x) for x in d['diffs'])})")
         lines.append(f"| {v} | {cells[0]} | {cells[1]} |")
     lines += ["", "Gate: G1 (val loss ≥ 0.3 nats below unigram CE and g ≥ 0.5) for every variant and seed, and ≥ 2 "
               f"seeds: {'pass' if iv['gate']['passed'] else 'FAIL — ' + str(iv['gate']['reason'])}.", ""]
