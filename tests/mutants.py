@@ -3,17 +3,30 @@
     python tests/mutants.py [NAME ...]      # all, or the named ones; prints caught / NOT CAUGHT per mutant
 
 Each mutant replaces one exact snippet in one file, runs the listed tests, and restores the file (git is not
-needed). The list is the one of the tests issue (20 bugs the old suite missed 14 of) plus bugs in the new
-estimators. It is a check to run after big changes, not part of `make test` (a few minutes).
+needed). Everything happens in a scratch copy of the repository (results/, .git and .venv left out; PYTHONPATH points
+at the copy's src/), so the working tree is never edited: a workflow running from it meanwhile neither imports a
+mutant nor sees a library file's mtime change (which would make Snakemake rerun its jobs). The list is the one of
+the tests issue (20 bugs the old suite missed 14 of), bugs in the new estimators, and (issue 24) bugs in the
+trainer's schedule, data order, evaluation split, snapshots and initialisation, in word/line counting, the
+train/validation split and the bigram's λ, and in the rules' wiring. It is a check to run after big changes, not
+part of `make test` (a few minutes).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = "src/corpus_weights/"
+TRAINING_SEM = "tests/test_training_semantics.py"
+CORPUS_SEM = "tests/test_corpus_semantics.py"
+DAG = "tests/test_dag_wiring.py"
+SKIP = {".git", ".venv", "results", ".snakemake", "mutants", "resources/corpus", "benchmarks/out", "logs"}
 
 MUTANTS = {
     "unaligned basis in the pipeline": (LIB + "analysis.py", '"corpus_aligned": basis[:, :K],',
@@ -27,7 +40,7 @@ MUTANTS = {
                                "rng = np.random.default_rng([seed, 0])", "tests/test_training.py"),
     "second seed trained with seed 0": ("workflow/rules/common.smk", 'params["seed"] = RUNS[wildcards.run]["seed"]',
                                         'params["seed"] = TRAIN["seeds"][0]',
-                                        "tests/test_workflow.py::test_science_on_the_tiny_run"),
+                                        DAG + " tests/test_workflow.py::test_science_on_the_tiny_run"),
     "within-bin permutation is a fixed reversal": (LIB + "nulls.py", "shuffled = np.lexsort((rng.random(n), bins))",
                                                    "shuffled = np.lexsort((-np.arange(n), bins))",
                                                    "tests/test_nulls.py"),
@@ -68,28 +81,149 @@ MUTANTS = {
                                   "return float(self.grid[0] * self.scale)", "tests/test_estimators.py"),
     "basis null from the real embedding": (LIB + "alignment.py", "Ep = E[binned_permutation(bins, rng)]", "Ep = E",
                                            "tests/test_estimators.py"),
+
+    # ---- issue 24: training semantics (tests/test_training_semantics.py)
+    "lr schedule in tokens": (LIB + "training.py", "    lr = lr_at(it, total_steps, cfg)",
+                              "    lr = lr_at(it * batch_size * context, total_steps, cfg)", TRAINING_SEM),
+    "cosine without its floor": (LIB + "training.py", "mn = cfg.lr * cfg.min_lr_frac", "mn = 0.0", TRAINING_SEM),
+    "warm-up starts at lr 0": (LIB + "training.py", "return cfg.lr * (step + 1) / warm", "return cfg.lr * step / warm",
+                               TRAINING_SEM),
+    "cosine spans the warm-up too": (LIB + "training.py", "span = max(1, total_steps - warm)",
+                                     "span = max(1, total_steps)", TRAINING_SEM),
+    "data order seeded by seed + step": (LIB + "training.py", "rng = np.random.default_rng([seed, step])",
+                                         "rng = np.random.default_rng(seed + step)", TRAINING_SEM),
+    "batches ignore the seed": (LIB + "training.py", "sample_offsets(cfg.seed, it, len(data), batch_size, context)",
+                                "sample_offsets(0, it, len(data), batch_size, context)", TRAINING_SEM),
+    "resume skips a step": (LIB + "training.py", 'self.start_step = int(meta["step"]) if meta else 0',
+                            'self.start_step = int(meta["step"]) + 1 if meta else 0', TRAINING_SEM),
+    "val loss on the training split": (LIB + "training.py",
+                                       "vl, tl = self.evaluate(self.val_data, self.val_win), self.monitor.take_mean()",
+                                       "vl, tl = self.evaluate(self.train_data, self.trn_win), self.monitor.take_mean()",
+                                       TRAINING_SEM),
+    "val windows laid over the train length": (LIB + "training.py",
+                                               "self.val_win = eval_windows(len(self.val_data), cfg.eval_tokens, self.C)",
+                                               "self.val_win = eval_windows(len(self.train_data), cfg.eval_tokens, self.C)",
+                                               TRAINING_SEM),
+    "eval mean of batch means": (LIB + "training.py", "total += loss.item() * len(x)\n        n += len(x)",
+                                 "total += loss.item()\n        n += 1", TRAINING_SEM),
+    "train loss rows accumulate over the run": (LIB + "training.py", "self.interval.clear()\n        return mean",
+                                                "return mean", TRAINING_SEM),
+    "snapshot one step late": (LIB + "training.py",
+                               "checkpointer.snapshot(self.model, step, self.snap_steps.get(step, []))",
+                               "checkpointer.snapshot(self.model, step, self.snap_steps.get(step - 1, []))",
+                               TRAINING_SEM),
+    "snapshot step truncated": (LIB + "training.py", "steps.setdefault(round(frac * total_steps), [])",
+                                "steps.setdefault(int(frac * total_steps), [])", TRAINING_SEM),
+    "init ignores the seed": (LIB + "training.py", "torch.manual_seed(train_cfg.seed)", "torch.manual_seed(0)",
+                              TRAINING_SEM),
+    "residual projections at the plain std": (LIB + "model.py", "res_std = std / math.sqrt(2 * self.config.n_layer)",
+                                              "res_std = std", TRAINING_SEM),
+    "MLP output projection not scaled": (LIB + "model.py",
+                                         'elif name.endswith("attn.o.weight") or name.endswith("mlp.fc_out.weight"):',
+                                         'elif name.endswith("attn.o.weight"):', TRAINING_SEM),
+    "uniform init of the same std": (LIB + "model.py", "nn.init.normal_(p, 0.0, std)",
+                                     "nn.init.uniform_(p, -std * 3 ** 0.5, std * 3 ** 0.5)", TRAINING_SEM),
+    # ---- issue 24: corpus, split, λ (tests/test_corpus_semantics.py)
+    "file words split on single spaces": (LIB + "corpus.py", '"n_words": len(text.split()),',
+                                          '"n_words": len(text.split(" ")),', CORPUS_SEM),
+    "count block cut before its line feed": (LIB + "corpus.py", "end = len(text) if end < 0 else end + 1",
+                                             "end = len(text) if end < 0 else end", CORPUS_SEM),
+    "words and lines swapped": (LIB + "corpus.py", "n_words, n_lines = count_words_and_lines(text)",
+                                "n_lines, n_words = count_words_and_lines(text)", CORPUS_SEM),
+    "files joined without their last line feed": (LIB + "corpus.py",
+                                                  'parts.append(text if text.endswith("\\n") else text + "\\n")',
+                                                  "parts.append(text)", CORPUS_SEM),
+    "streamed split: validation at the head": (LIB + "tokenizing.py", "cut = n - int(round(n * val_fraction))",
+                                               "cut = int(round(n * val_fraction))", CORPUS_SEM),
+    "split returns (val, train)": (LIB + "tokenizing.py", "return ids[:cut].copy(), ids[cut:].copy()",
+                                   "return ids[cut:].copy(), ids[:cut].copy()", CORPUS_SEM),
+    "lambda chosen on validation": (LIB + "loss_ladder.py", "_bigram_ce(counts_fit, p_fit, dev, lam) for lam in grid}",
+                                    "_bigram_ce(counts_fit, p_fit, val_ids, lam) for lam in grid}", CORPUS_SEM),
+    "bigram counts not refitted": (LIB + "loss_ladder.py",
+                                   "ce = _bigram_ce(_pair_counts(train_ids, vocab_size), "
+                                   "unigram_probs(train_ids, vocab_size), val_ids, lam)",
+                                   "ce = _bigram_ce(counts_fit, p_fit, val_ids, lam)", CORPUS_SEM),
+    "lambda held-out part from the head": (LIB + "loss_ladder.py",
+                                           "cut = int(round(train_ids.size * (1 - dev_fraction)))",
+                                           "cut = int(round(train_ids.size * dev_fraction))", CORPUS_SEM),
+    "lambda maximises the held-out CE": (LIB + "loss_ladder.py", "lam = min(dev_ce, key=dev_ce.get)",
+                                         "lam = max(dev_ce, key=dev_ce.get)", CORPUS_SEM),
+    # ---- issue 24: the rules' wiring (tests/test_dag_wiring.py)
+    "shuffled run reads train.npy": ("workflow/rules/common.smk",
+                                     'name = "train_shuffled.npy" if RUNS[wildcards.run]["data"] == "shuffled"',
+                                     'name = "train_shuffled.npy" if RUNS[wildcards.run]["init"] == "shuffled"',
+                                     DAG),
+    "dW init is the snapshot itself": ("workflow/rules/analysis.smk",
+                                       'init="results/{corpus}/weights/{run}/snapshot_000.npz",',
+                                       'init="results/{corpus}/weights/{run}/{snap}.npz",', DAG),
+    "dW init of the first main seed": ("workflow/rules/analysis.smk",
+                                       'init="results/{corpus}/weights/{run}/snapshot_000.npz",',
+                                       'init=f"results/{{corpus}}/weights/orig-s{TRAIN[\'seeds\'][0]}/snapshot_000.npz",',
+                                       DAG),
+    "step 0 of the last main seed": ("workflow/rules/common.smk", 'run=trained_mains[0], snap="snapshot_000"',
+                                     'run=trained_mains[-1], snap="snapshot_000"', DAG),
+    "mains analyse the half-way snapshot": ("workflow/rules/common.smk", 'run=run, snap="snapshot_100", role="main"',
+                                            'run=run, snap="snapshot_050", role="main"', DAG),
+    "fit_projections K from the config": ("workflow/scripts/fit_projections.py", "K = int(snakemake.wildcards.K)",
+                                          'K = int(snakemake.config["analysis"]["headline_K"])', DAG),
+    "loss ladder on training tokens": ("workflow/rules/analysis.smk",
+                                       'ladder=f"{STATS}/ladder.json",\n        val=f"{TOKENS}/val.npy",',
+                                       'ladder=f"{STATS}/ladder.json",\n        val=f"{TOKENS}/train.npy",', DAG),
+    "corpus ladder evaluated on train": ("workflow/rules/corpus.smk",
+                                         '        val="results/{corpus}/tokens/val.npy",\n        meta=',
+                                         '        val="results/{corpus}/tokens/train.npy",\n        meta=', DAG),
 }
 
 
-def run(name: str) -> bool:
+def scratch_copy() -> Path:
+    """The repository without results, git and the virtualenv, in a temporary folder."""
+    dest = Path(tempfile.mkdtemp(prefix="cw-mutants-")) / "repo"
+
+    def ignore(folder, names):
+        rel = Path(folder).relative_to(ROOT)
+        return {n for n in names if n in ("__pycache__", ".pytest_cache") or (rel / n).as_posix() in SKIP}
+
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+    return dest
+
+
+def pytest(root: Path, tests: str, *extra: str) -> int:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *extra, *tests.split()]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env).returncode
+
+
+def run(name: str, root: Path = ROOT) -> bool:
     path, old, new, tests = MUTANTS[name]
-    file = ROOT / path
+    file = root / path
     original = file.read_text()
     assert original.count(old) == 1, f"{name}: snippet not found exactly once in {path}"
     try:
         file.write_text(original.replace(old, new))
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
-                              cwd=ROOT, capture_output=True, text=True)
-        return proc.returncode != 0
+        return pytest(root, tests) != 0
     finally:
         file.write_text(original)
 
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(MUTANTS)
-    caught = 0
-    for name in names:
-        ok = run(name)
-        caught += ok
-        print(f"{'caught    ' if ok else 'NOT CAUGHT'}  {name}", flush=True)
-    print(f"{caught} of {len(names)} caught")
+    copy = scratch_copy()
+    caught, t_all = 0, time.perf_counter()
+    try:
+        # A failure counts only if the same tests pass on the unmutated copy (their fast part: not slow, not slurm).
+        baseline = {tests: pytest(copy, tests, "-m", "not slow and not slurm") in (0, 5)
+                    for tests in sorted({MUTANTS[n][3] for n in names})}
+        for tests, ok in baseline.items():
+            if not ok:
+                print(f"BASELINE FAILS  {tests}: the unmutated code fails these tests", flush=True)
+        for name in names:
+            if not baseline[MUTANTS[name][3]]:
+                print(f"NOT CHECKED  {name}  (its tests fail without the bug)", flush=True)
+                continue
+            t0 = time.perf_counter()
+            ok = run(name, copy)
+            caught += ok
+            print(f"{'caught    ' if ok else 'NOT CAUGHT'}  {name}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    print(f"{caught} of {len(names)} caught ({time.perf_counter() - t_all:.0f} s, baseline included)")

@@ -1,0 +1,316 @@
+"""What the trainer does, pinned by planted answers (issue 24): the learning rate at every step, the data order, the
+tokens the losses are computed on, what each snapshot holds and when it is taken, and each matrix's initialisation.
+
+The runs are real `train_model` runs of a 2-layer d=32 model (20 steps, well under a second each). Spies around the
+trainer's own `train_step` and `get_batch` record, for every step, the batch it drew, the learning rate the optimiser
+held and the model's state after the step; every number in the outputs is then checked against those records or
+against a formula written out here by hand.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+import corpus_weights.training as training
+from corpus_weights.model import GPT, GPTConfig
+from corpus_weights.training import TrainConfig, lr_at, sample_offsets, snapshot_schedule, train_model
+from corpus_weights.weights import read_safetensors_step
+
+V, C, B, STEPS = 50, 16, 6, 20
+MC = GPTConfig(vocab_size=V, n_layer=2, d_model=32, n_head=4, context=C)
+N_WIN = 40                 # eval_tokens // context evaluation windows, evenly spaced over a split:
+N_TOK = N_WIN * C + 1      # validation: they tile it exactly (starts 0, C, 2C, ...; C + 1 tokens each)
+N_TRAIN = 39 * 32 + C + 1  # training: starts 0, 32, 64, ..., 39 * 32 (another length, another spacing)
+FRACS = [0.0, 0.25, 1 / 3, 0.5, 1.0]
+SNAP_AT = {0: 0, 25: 5, 33: 7, 50: 10, 100: 20}  # percent name -> step: round(100 f), round(f * 20)
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(tokens=B * C * STEPS, batch_size=B, lr=3e-3, min_lr_frac=0.1, warmup_frac=0.1, weight_decay=0.1,
+                grad_clip=1.0, eval_every=5, eval_tokens=N_WIN * C, checkpoint_every=4, snapshot_fracs=FRACS,
+                seed=0, device="cpu", compile=False, dtype="float32", threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Train: a noisy forward cycle (a -> a+1); validation: a noisy backward cycle (a -> a-1), so a loss computed on
+    the wrong split is a different number."""
+    d = tmp_path_factory.mktemp("tok")
+    rng = np.random.default_rng(0)
+    train = (np.arange(N_TRAIN) + rng.integers(0, 3, N_TRAIN)) % V
+    val = (-np.arange(N_TOK) + rng.integers(0, 3, N_TOK)) % V
+    np.save(d / "train.npy", train.astype(np.int32))
+    np.save(d / "val.npy", val.astype(np.int32))
+    return d / "train.npy", d / "val.npy"
+
+
+def spied_run(data, out, state, config: TrainConfig, crash_at: int | None = None) -> dict:
+    """One real train_model run; returns its output dir and, per training iteration, the batch drawn (offsets and
+    tokens), the lr the optimiser held, the loss and the model's state after the step."""
+    rec = dict(out=out, offsets={}, x={}, y={}, lr={}, loss={}, state={}, data=[])
+    real_step, real_batch = training.train_step, training.get_batch
+    inside = []
+
+    def batch_spy(arr, offsets, context):
+        x, y = real_batch(arr, offsets, context)
+        if inside:
+            it = inside[-1]
+            rec["offsets"][it], rec["x"][it], rec["y"][it] = np.array(offsets), x.clone(), y.clone()
+            rec["data"].append(np.asarray(arr))
+        return x, y
+
+    def step_spy(fwd, opt, params, arr, it, *args, **kwargs):
+        inside.append(it)
+        try:
+            loss, lr = real_step(fwd, opt, params, arr, it, *args, **kwargs)
+        finally:
+            inside.pop()
+        rec["lr"][it] = [g["lr"] for g in opt.param_groups]
+        rec["loss"][it] = float(loss.detach())
+        rec["state"][it + 1] = {k: v.detach().clone() for k, v in fwd.state_dict().items()}
+        return loss, lr
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "train_step", step_spy)
+        mp.setattr(training, "get_batch", batch_spy)
+        if crash_at is not None:
+            mp.setenv("CW_CRASH_AFTER_STEP", str(crash_at))
+            with pytest.raises(training.InjectedCrash):
+                train_model(MC, config, *data, out, state, log=lambda *_: None)
+        else:
+            train_model(MC, config, *data, out, state, log=lambda *_: None)
+    return rec
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    ref = spied_run(data, tmp / "ref", tmp / "st_ref", cfg())
+    again = spied_run(data, tmp / "again", tmp / "st_again", cfg())
+    other = spied_run(data, tmp / "seed1", tmp / "st_seed1", cfg(seed=1))
+    crashed = spied_run(data, tmp / "res", tmp / "st_res", cfg(), crash_at=12)
+    resumed = spied_run(data, tmp / "res", tmp / "st_res", cfg())
+    return dict(ref=ref, again=again, other=other, crashed=crashed, resumed=resumed)
+
+
+# ----------------------------------------------------------------------------- learning rate
+
+def planted_lr(step: int, total: int = STEPS, lr: float = 3e-3, warm: int = 2, floor: float = 3e-4) -> float:
+    """Written out by hand: linear warm-up over `warm` steps (reaching lr at step warm - 1), then half a cosine from
+    lr down to the floor min_lr_frac * lr, reached at step `total`; all in optimisation steps."""
+    if step < warm:
+        return lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / (total - warm))
+    return floor + (lr - floor) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def test_lr_schedule_by_hand():
+    c = cfg()  # 20 steps, warmup_frac 0.1 -> 2 warm-up steps, floor 0.1 * 3e-3
+    assert lr_at(0, STEPS, c) == pytest.approx(1.5e-3, rel=1e-12)
+    assert lr_at(1, STEPS, c) == pytest.approx(3e-3, rel=1e-12)
+    assert lr_at(2, STEPS, c) == pytest.approx(3e-3, rel=1e-12)           # the cosine starts at the peak
+    assert lr_at(11, STEPS, c) == pytest.approx((3e-3 + 3e-4) / 2, rel=1e-12)  # half way down the cosine
+    assert lr_at(20, STEPS, c) == pytest.approx(3e-4, rel=1e-12)           # the floor, min_lr_frac * lr
+    assert lr_at(500, STEPS, c) == pytest.approx(3e-4, rel=1e-12)          # and never below it
+    for s in range(STEPS + 1):
+        assert lr_at(s, STEPS, c) == pytest.approx(planted_lr(s), rel=1e-12), s
+    # no warm-up: step 0 already at the peak; a 5 % warm-up of 20 steps is one step
+    assert lr_at(0, STEPS, cfg(warmup_frac=0.0)) == pytest.approx(3e-3, rel=1e-12)
+    assert lr_at(0, STEPS, cfg(warmup_frac=0.05)) == pytest.approx(3e-3, rel=1e-12)
+    assert lr_at(1, STEPS, cfg(warmup_frac=0.05)) == pytest.approx(3e-3, rel=1e-12)
+    assert lr_at(19, 100, cfg(warmup_frac=0.2)) == pytest.approx(3e-3 * 20 / 20, rel=1e-12)
+    assert lr_at(9, 100, cfg(warmup_frac=0.2)) == pytest.approx(3e-3 * 10 / 20, rel=1e-12)
+
+
+def test_the_optimiser_holds_the_planted_lr_at_every_step(runs):
+    """Every parameter group at every step holds the planted lr of that step (steps, not tokens); the log's lr column
+    is the lr of the last step taken before each row."""
+    rec = runs["ref"]
+    assert sorted(rec["lr"]) == list(range(STEPS))
+    for it, lrs in rec["lr"].items():
+        assert lrs == pytest.approx([planted_lr(it)] * len(lrs), rel=1e-12), it
+    log = pd.read_parquet(rec["out"] / "log.parquet")
+    for step, lr in zip(log.step, log.lr):
+        assert lr == pytest.approx(planted_lr(max(step - 1, 0)), rel=1e-12), step
+
+
+# ----------------------------------------------------------------------------- data order
+
+def test_sampler_is_a_function_of_seed_and_step():
+    n = 10_000
+    grid = {(s, t): sample_offsets(s, t, n, 8, C) for s in range(3) for t in range(30)}
+    assert all(np.array_equal(v, sample_offsets(s, t, n, 8, C)) for (s, t), v in grid.items())
+    keys = list(grid)
+    for i, a in enumerate(keys):  # no two (seed, step) pairs share a batch: not seed + step, not a shifted stream
+        for b in keys[i + 1:]:
+            assert not np.array_equal(grid[a], grid[b]), (a, b)
+    # every offset leaves room for a window of C + 1 tokens, and the whole range is used (the last possible start,
+    # n - C - 1, is never drawn today: the split's last token is never a target; harmless, allowed either way)
+    allo = np.concatenate([sample_offsets(0, t, 200, 64, C) for t in range(200)])
+    assert allo.min() == 0 and 200 - C - 2 <= allo.max() <= 200 - C - 1
+
+
+def test_training_batches_follow_seed_and_step(runs, data):
+    train = np.load(data[0])
+    ref, again, other = runs["ref"], runs["again"], runs["other"]
+    assert sorted(ref["offsets"]) == list(range(STEPS))
+    for it in range(STEPS):
+        o = ref["offsets"][it]
+        assert np.array_equal(o, sample_offsets(0, it, N_TRAIN, B, C)), it
+        assert np.array_equal(o, again["offsets"][it]), it                 # same seed: the same batch
+        assert not np.array_equal(o, other["offsets"][it]), it             # another seed: another batch
+        assert np.array_equal(other["offsets"][it], sample_offsets(1, it, N_TRAIN, B, C)), it
+        win = train[o[:, None] + np.arange(C + 1)[None, :]]                # the batch is read from train.npy
+        assert np.array_equal(ref["x"][it].numpy(), win[:, :-1]) and np.array_equal(ref["y"][it].numpy(), win[:, 1:])
+    assert all(np.array_equal(d, train) for d in ref["data"])
+    seq0 = [tuple(ref["offsets"][t]) for t in range(STEPS)]
+    seq1 = [tuple(other["offsets"][t]) for t in range(STEPS)]
+    assert not set(seq0) & set(seq1)  # seed 1's order is not seed 0's, shifted
+
+
+def test_resumed_run_draws_exactly_the_uninterrupted_batches(runs):
+    ref, crashed, resumed = runs["ref"], runs["crashed"], runs["resumed"]
+    assert sorted(crashed["offsets"]) == list(range(12))            # crashed after saving the state of step 12
+    assert sorted(resumed["offsets"]) == list(range(12, STEPS))     # resumed there: no step repeated or skipped
+    for it in range(STEPS):
+        got = (crashed if it < 12 else resumed)["offsets"][it]
+        assert np.array_equal(got, ref["offsets"][it]), it
+        got_lr = (crashed if it < 12 else resumed)["lr"][it]
+        assert got_lr == ref["lr"][it], it
+
+
+# ----------------------------------------------------------------------------- losses
+
+def direct_loss(state: dict, ids: np.ndarray, stride: int) -> float:
+    """Mean next-token cross-entropy of the model `state` over the N_WIN windows of `ids` that start every `stride`
+    tokens (C inputs, the next C tokens as targets), computed here with torch directly."""
+    m = GPT(MC)
+    m.load_state_dict(state)
+    m.eval()
+    starts = np.arange(N_WIN) * stride
+    x = torch.from_numpy(np.stack([ids[s:s + C] for s in starts]).astype(np.int64))
+    y = torch.from_numpy(np.stack([ids[s + 1:s + C + 1] for s in starts]).astype(np.int64))
+    with torch.no_grad():
+        logits = m(x)[0]
+    return float(F.cross_entropy(logits.reshape(-1, V).double(), y.reshape(-1)))
+
+
+def seeded_init(seed: int) -> dict:
+    torch.manual_seed(seed)
+    return GPT(MC).state_dict()
+
+
+def test_validation_loss_is_computed_on_every_validation_window_and_nothing_else(runs, data):
+    """Every val_loss of the log equals the cross-entropy, computed directly, of the model at that step on all the
+    validation windows (a batch of 6 leaves a ragged last batch of 4: a per-batch mean would be off)."""
+    train, val = np.load(data[0]), np.load(data[1])
+    rec = runs["ref"]
+    log = pd.read_parquet(rec["out"] / "log.parquet")
+    assert list(log.step) == [0, 5, 10, 15, 20]
+    states = {0: seeded_init(0), **rec["state"]}
+    for step, vl in zip(log.step, log.val_loss):
+        assert vl == pytest.approx(direct_loss(states[step], val, C), rel=1e-5, abs=1e-6), step
+        assert abs(vl - direct_loss(states[step], train, 32)) > 1e-3, step  # the train split gives another number
+    # step 0's train loss: the init model on the training windows
+    assert log.train_loss.iloc[0] == pytest.approx(direct_loss(states[0], train, 32), rel=1e-5, abs=1e-6)
+    summary = json.loads((rec["out"] / "summary.json").read_text())
+    assert summary["final_val_loss"] == pytest.approx(direct_loss(rec["state"][STEPS], val, C), rel=1e-5, abs=1e-6)
+
+
+def test_train_loss_rows_are_the_mean_of_the_steps_since_the_last_row(runs):
+    rec = runs["ref"]
+    log = pd.read_parquet(rec["out"] / "log.parquet")
+    for prev, step, tl in zip(log.step[:-1], log.step[1:], log.train_loss[1:]):
+        assert tl == pytest.approx(np.mean([rec["loss"][it] for it in range(prev, step)]), rel=1e-6), step
+    assert list(log.tokens) == [s * B * C for s in log.step]
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+def test_snapshot_schedule_by_hand():
+    assert snapshot_schedule(FRACS, STEPS) == {0: [0], 5: [25], 7: [33], 10: [50], 20: [100]}
+    assert snapshot_schedule([0.0, 0.5, 1.0], 7) == {0: [0], 4: [50], 7: [100]}  # round(3.5) = 4 (half to even)
+    assert snapshot_schedule([0.3, 0.35], 3) == {1: [30, 35]}                     # two names at one step
+
+
+def test_every_snapshot_is_the_model_at_exactly_its_step(runs):
+    rec = runs["ref"]
+    out = rec["out"]
+    assert sorted(p.name for p in out.glob("snapshot_*.safetensors")) == \
+        [f"snapshot_{pct:03d}.safetensors" for pct in sorted(SNAP_AT)]
+    states = {0: seeded_init(0), **rec["state"]}
+    for pct, step in SNAP_AT.items():
+        path = out / f"snapshot_{pct:03d}.safetensors"
+        snap = load_file(str(path))
+        assert set(snap) == set(states[step])
+        assert all(torch.equal(snap[k], states[step][k]) for k in snap), pct
+        if 0 < step:  # and not the state one step before or after
+            assert not torch.equal(snap["wte.weight"], states.get(step - 1, states[0])["wte.weight"])
+        if step < STEPS:
+            assert not torch.equal(snap["wte.weight"], states[step + 1]["wte.weight"])
+        assert read_safetensors_step(path) == step
+    final = load_file(str(out / "final.safetensors"))
+    assert all(torch.equal(final[k], rec["state"][STEPS][k]) for k in final)
+
+
+def test_step0_snapshot_is_the_seeded_initialisation_bit_for_bit(runs):
+    for name, seed in (("ref", 0), ("other", 1)):
+        snap = load_file(str(runs[name]["out"] / "snapshot_000.safetensors"))
+        init = seeded_init(seed)
+        assert set(snap) == set(init) and all(torch.equal(snap[k], init[k]) for k in init), name
+    a = load_file(str(runs["ref"]["out"] / "snapshot_000.safetensors"))
+    b = load_file(str(runs["other"]["out"] / "snapshot_000.safetensors"))
+    assert not torch.equal(a["blocks.0.attn.q.weight"], b["blocks.0.attn.q.weight"])
+
+
+def test_resumed_snapshots_equal_the_uninterrupted_ones(runs):
+    for pct in SNAP_AT:
+        a = load_file(str(runs["ref"]["out"] / f"snapshot_{pct:03d}.safetensors"))
+        b = load_file(str(runs["resumed"]["out"] / f"snapshot_{pct:03d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), pct
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+def expected_init_std(name: str, n_layer: int) -> float | None:
+    """model.py's GPT-2 init, by parameter name: N(0, 0.02); the residual-writing projections (attn.o, mlp.fc_out)
+    N(0, 0.02 / sqrt(2 L)); LayerNorm weights exactly 1 (None)."""
+    if name.endswith(("ln1.weight", "ln2.weight")) or name == "ln_f.weight":
+        return None
+    if name.endswith(("attn.o.weight", "mlp.fc_out.weight")):
+        return 0.02 / math.sqrt(2 * n_layer)
+    assert name in ("wte.weight", "wpe.weight") or name.endswith(
+        ("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.fc_in.weight")), f"unplanned parameter {name}"
+    return 0.02
+
+
+def test_each_matrix_initialisation_distribution():
+    """Per matrix: mean 0, the planted std and a Gaussian shape (68.3 % within one sd: PyTorch's default uniform
+    init gives 57.7 %), each within 6 standard errors; LayerNorm weights all exactly 1."""
+    cfg_big = GPTConfig(vocab_size=400, n_layer=4, d_model=64, n_head=4, context=32)
+    torch.manual_seed(123)
+    m = GPT(cfg_big)
+    seen = 0
+    for name, p in m.named_parameters():
+        w = p.detach().double().numpy().ravel()
+        sd = expected_init_std(name, cfg_big.n_layer)
+        if sd is None:
+            assert np.all(w == 1.0), name
+            continue
+        n = w.size
+        assert abs(w.mean()) < 6 * sd / math.sqrt(n), name
+        assert abs(w.std() - sd) < 6 * sd / math.sqrt(2 * n), (name, w.std(), sd)
+        inside = np.mean(np.abs(w) < sd)
+        assert abs(inside - 0.6827) < 6 * math.sqrt(0.6827 * 0.3173 / n), (name, inside)
+        seen += 1
+    assert seen == 2 + 6 * cfg_big.n_layer
+    assert m.wte.weight.shape == (400, 64) and m.wpe.weight.shape == (32, 64)
