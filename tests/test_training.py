@@ -83,6 +83,9 @@ def test_crash_and_resume_bit_identical(data, tmp_path, monkeypatch):
         a = load_file(str(ref / f"snapshot_{pct:03d}.safetensors"))
         b = load_file(str(out / f"snapshot_{pct:03d}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("final.safetensors", "snapshot_000.safetensors", "snapshot_050.safetensors"):
+        # byte for byte, so a user checking with sha256sum sees the same file (metadata in a fixed order)
+        assert (ref / name).read_bytes() == (out / name).read_bytes(), name
     la, lb = pd.read_parquet(ref / "log.parquet"), pd.read_parquet(out / "log.parquet")
     pd.testing.assert_series_equal(la.val_loss, lb.val_loss)
 

@@ -58,3 +58,24 @@ def test_npz_and_safetensors_roundtrip(tmp_path):
     assert cfg2 == CFG
     for k, v in extract_weights(m2, cfg2).items():
         np.testing.assert_array_equal(v, w[k])
+
+
+def test_safetensors_bytes_do_not_depend_on_metadata_order(tmp_path):
+    """Identical tensors and metadata give identical files whatever the order the metadata was built in."""
+    from safetensors.torch import load_file, save
+
+    from corpus_weights.weights import canonical_safetensors
+
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(5, dtype=torch.float64)}
+    keys = [f"k{i}" for i in range(40)]
+    forward = {k: str(i) for i, k in enumerate(keys)}
+    backward = {k: forward[k] for k in reversed(keys)}
+    one, two = canonical_safetensors(save(tensors, metadata=forward)), canonical_safetensors(save(tensors, metadata=backward))
+    assert one == two
+    assert int.from_bytes(one[:8], "little") % 8 == 0
+    (tmp_path / "x.safetensors").write_bytes(one)
+    back = load_file(str(tmp_path / "x.safetensors"))
+    assert all(torch.equal(back[k], tensors[k]) for k in tensors)
+    save_model_safetensors(model(), tmp_path / "m1.safetensors", step=3)
+    save_model_safetensors(model(), tmp_path / "m2.safetensors", step=3)
+    assert (tmp_path / "m1.safetensors").read_bytes() == (tmp_path / "m2.safetensors").read_bytes()

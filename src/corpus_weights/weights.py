@@ -77,16 +77,28 @@ def config_metadata(config: GPTConfig, **extra) -> dict[str, str]:
     return md
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header written in one fixed form (keys sorted, no spaces, padded
+    to 8 bytes): the library writes metadata in hash-map order, so two saves of identical tensors and metadata could
+    differ byte for byte. Tensor offsets are relative to the data block, so rewriting the header moves nothing."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
+
+
 def save_model_safetensors(model: GPT, path, **extra_meta) -> None:
-    """Write model weights (+ config as metadata) atomically. Tied W_E stored once."""
-    from safetensors.torch import save_file
+    """Write model weights (+ config as metadata) atomically, byte-identical for identical weights and metadata
+    (canonical header). Tied W_E stored once."""
+    from safetensors.torch import save
 
     m = getattr(model, "_orig_mod", model)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in m.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata=config_metadata(m.config, **extra_meta))
+    tmp.write_bytes(canonical_safetensors(save(sd, metadata=config_metadata(m.config, **extra_meta))))
     os.replace(tmp, path)
 
 
