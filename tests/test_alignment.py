@@ -1,6 +1,8 @@
 """Planted answers for the corpus -> model map (corpus_weights.alignment): every number of the summary recomputed
 from its definition on small cases, the CKA against its U-statistic definition, ridge against its closed form."""
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,7 +168,7 @@ def test_vocabulary_alignment_summary_recomputed_from_its_parts():
     assert np.array_equal(arrays["fit_idx"], fit_idx) and np.array_equal(arrays["test_idx"], test_idx)
     fit = fit_ridge_map(E, W, fit_idx, test_idx, seed=2)
     proc = procrustes_heldout(E, W, fit_idx, test_idx)
-    assert set(arrays) == {"A", "mu_E", "mu_W", "fit_idx", "test_idx", "basis", "null_bases"}
+    assert set(arrays) == {"A", "mu_E", "mu_W", "fit_idx", "test_idx", "basis", "null_bases", "split_bases"}
     assert np.allclose(arrays["A"], fit["A"]) and np.allclose(arrays["mu_E"], fit["mu_E"])
     assert np.allclose(arrays["mu_W"], fit["mu_W"])
     assert np.allclose(arrays["basis"], corpus_basis(fit["A"], eig)) and arrays["null_bases"].shape == (2, 4, 4)
@@ -180,7 +182,9 @@ def test_vocabulary_alignment_summary_recomputed_from_its_parts():
         vocab_map_heldout_r2_E_in_out=fit_ridge_map(np.hstack([E, E_out]), W, fit_idx, test_idx,
                                                     seed=2)["heldout_r2"],
     )
-    assert set(s) == set(expected) | {"vocab_map_null", "procrustes_null"}
+    split_keys = {f"{k}_{suffix}" for k in ("vocab_map_heldout_r2", "procrustes_heldout_cos", "ridge_lambda")
+                  for suffix in ("splits", "split_sd")}
+    assert set(s) == set(expected) | {"vocab_map_null", "procrustes_null", "n_splits"} | split_keys
     for key, value in expected.items():
         assert s[key] == (value if isinstance(value, (str, list)) else pytest.approx(value, rel=1e-12)), key
     assert s["vocab_map_null"]["n_draws"] == s["procrustes_null"]["n_draws"] == 3
@@ -232,3 +236,123 @@ def test_vocabulary_alignment_passes_its_lambda_and_seed_on(monkeypatch):
         (0, 4, 4)))
     vocabulary_alignment(E, W, pi, top_n=100, n_bins=4, n_draws=0, seed=seed, eigvecs=np.eye(6), basis_draws=1)
     assert seen[0][0] == summary["ridge_lambda"] and np.array_equal(seen[0][1], stratified_halves(top, seed)[1])
+
+
+# ----------------------------------------------------------------------------- fit/test splits
+
+def test_split_seeds_keep_split_0_and_differ_otherwise():
+    assert al.split_seed(7, 0) == 7  # the headline split is today's split
+    top = np.arange(200)
+    halves = [stratified_halves(top, al.split_seed(7, s))[0] for s in range(5)]
+    assert np.array_equal(halves[0], stratified_halves(top, 7)[0])
+    assert len({tuple(h) for h in halves}) == 5  # every split is another split
+    assert not np.array_equal(halves[1], stratified_halves(top, al.split_seed(8, 1))[0])  # and follows the seed
+
+
+def test_splits_are_refits_of_the_headline_procedure():
+    _, pi, E, W = _small_case(seed=4)
+    eig = np.linalg.qr(np.random.default_rng(0).standard_normal((6, 6)))[0]
+    arrays, s = vocabulary_alignment(E, W, pi, top_n=100, n_bins=4, n_draws=0, seed=3, eigvecs=eig, n_splits=4)
+    top = top_tokens(pi, 100)
+    assert s["n_splits"] == 4 and arrays["split_bases"].shape == (4, 4, 4)
+    assert np.array_equal(arrays["split_bases"][0], arrays["basis"])
+    for k in range(4):
+        one = al.split_fit(E, W, top, al.split_seed(3, k), eig)
+        assert np.allclose(arrays["split_bases"][k], one["basis"], rtol=0, atol=1e-12)
+        for key in ("vocab_map_heldout_r2", "procrustes_heldout_cos", "ridge_lambda"):
+            assert s[f"{key}_splits"][k] == pytest.approx(one[key], rel=1e-12), (key, k)
+        # from the definition: the halves and the CV folds of split k both seeded by split_seed(3, k)
+        fit_idx, test_idx = stratified_halves(top, al.split_seed(3, k))
+        by_hand = RidgeFits(E, fit_idx, test_idx, seed=al.split_seed(3, k)).fit(W)
+        assert s["ridge_lambda_splits"][k] == by_hand["lam"]
+        assert s["vocab_map_heldout_r2_splits"][k] == pytest.approx(by_hand["heldout_r2"], rel=1e-12)
+        assert np.allclose(arrays["split_bases"][k], corpus_basis(by_hand["A"], eig), rtol=0, atol=1e-12)
+    fold_seed_matters = [RidgeFits(E, *stratified_halves(top, al.split_seed(3, k)), seed=0).fit(W)["lam"]
+                         != s["ridge_lambda_splits"][k] for k in range(1, 4)]
+    assert any(fold_seed_matters)  # so the check above has teeth
+    assert s["vocab_map_heldout_r2_splits"][0] == s["vocab_map_heldout_r2"]
+    assert s["vocab_map_heldout_r2_split_sd"] == pytest.approx(np.std(s["vocab_map_heldout_r2_splits"], ddof=1))
+    assert s["procrustes_heldout_cos_split_sd"] == pytest.approx(np.std(s["procrustes_heldout_cos_splits"], ddof=1))
+    one_split = vocabulary_alignment(E, W, pi, top_n=100, n_bins=4, n_draws=0, seed=3, eigvecs=eig)[1]
+    assert one_split["n_splits"] == 1 and np.isnan(one_split["vocab_map_heldout_r2_split_sd"])
+
+
+def _exact_or_noisy_map(noise):
+    rng = np.random.default_rng(0)
+    V, d = 400, 8
+    pi = rng.dirichlet(np.ones(V))
+    E = rng.standard_normal((V, d)) * np.linspace(2, 0.5, d)
+    W = E @ rng.standard_normal((d, d)) + noise * rng.standard_normal((V, d))
+    mu = pi @ E
+    eig = np.linalg.eigh((E - mu).T @ ((E - mu) * pi[:, None]))[1][:, ::-1]
+    arrays, s = vocabulary_alignment(E, W, pi, top_n=300, n_bins=4, n_draws=0, eigvecs=eig, n_splits=5)
+    X = rng.standard_normal((50, d))
+    shares = [((X @ B[:, :3]) ** 2).sum() / (X ** 2).sum() for B in arrays["split_bases"]]
+    return s, np.std(shares, ddof=1)
+
+
+def test_split_spread_vanishes_for_an_exact_map_and_not_with_noise():
+    """W = E A without noise: every split recovers A (up to the ridge's smallest shrinkage, λ ≥ 1e-4 tr/d), so the
+    held-out R² and the corpus basis do not move between splits; with noise both do."""
+    exact, exact_share_sd = _exact_or_noisy_map(0.0)
+    noisy, noisy_share_sd = _exact_or_noisy_map(1.0)
+    assert exact["vocab_map_heldout_r2_split_sd"] < 1e-7 and exact_share_sd < 1e-5
+    assert noisy["vocab_map_heldout_r2_split_sd"] > 1e-3 and noisy_share_sd > 1e-4
+
+
+# ----------------------------------------------------------------------------- split 0 did not move
+
+REFERENCE = Path(__file__).parent / "data" / "alignment_split0_reference.npz"
+REFERENCE_PARAMS = dict(top_n=100, freq_bins=4, map_null_draws=5, basis_null_draws=4, seed=3)
+
+
+def split0_reference_case():
+    """The small model and corpus behind tests/data/alignment_split0_reference.npz, which holds align_model's arrays
+    and summary and projection_table's columns (K = 3, random_draws = 3, seed = 3) as computed by the code before
+    splits existed (commit 6c8df79)."""
+    from corpus_weights.corpus_stats import corpus_covariance, eigh_desc
+    from test_residual_space import small_model
+
+    rng = np.random.default_rng(20)
+    V, d = 120, 8
+    w = small_model(rng, V=V, d=d, L=1)
+    init = small_model(rng, V=V, d=d, L=1)
+    pi = 1.0 / np.arange(1, V + 1) ** 1.1
+    pi = rng.permutation(pi / pi.sum())
+    E = rng.standard_normal((V, d)) * np.linspace(2, 0.5, d)
+    w["W_E"] = E @ rng.standard_normal((d, d)) + rng.standard_normal((V, d))
+    cov, mu = corpus_covariance(E, pi)
+    corpus = dict(E_in=E, E_out=rng.standard_normal((V, d)), pi=pi, eigvecs=eigh_desc(cov)[1], mu=mu, special=[5])
+    return w, init, corpus
+
+
+def _headline(splits):
+    from corpus_weights.analysis import align_model, projection_table
+
+    w, init, corpus = split0_reference_case()
+    arrays, summary = align_model(w, corpus, dict(REFERENCE_PARAMS, splits=splits))
+    table = projection_table(w, init, arrays["basis"], arrays["null_bases"], corpus["eigvecs"], corpus["mu"],
+                             corpus["pi"], 3, 3, 3, split_bases=arrays.get("split_bases"), min_effect=0.05)
+    return arrays, summary, table
+
+
+def test_split_0_headline_is_the_code_before_splits():
+    """The headline numbers come from split 0 whatever the number of splits: bit-identical between 1 and 5 splits,
+    and equal to the values stored from the code before splits existed (to 1e-12: a different BLAS may move the last
+    bits; on the machine that stored them they are identical)."""
+    ref = np.load(REFERENCE)
+    old_summary = json.loads(str(ref["summary"]))
+    one, five = _headline(1), _headline(5)
+    for arrays, summary, table in (one, five):
+        for key in ("A", "mu_E", "mu_W", "fit_idx", "test_idx", "basis", "null_bases"):
+            assert np.array_equal(arrays[key], one[0][key]), key
+            np.testing.assert_allclose(arrays[key], ref[f"arrays.{key}"], rtol=1e-12, atol=1e-14, err_msg=key)
+        for key, value in old_summary.items():
+            assert summary[key] == one[1][key], key
+            assert summary[key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-12)), key
+        for column in ("share", "share_sd", "own_share", "normalised", "p_vs_null", "r2"):
+            assert np.array_equal(table[column], one[2][column], equal_nan=True), column
+            np.testing.assert_allclose(table[column].to_numpy(float), ref[f"table.{column}"], rtol=1e-12,
+                                       atol=1e-14, err_msg=column)
+        for column in ("target", "matrix", "basis"):
+            assert (table[column].to_numpy(str) == ref[f"table.{column}"]).all(), column

@@ -291,3 +291,62 @@ def test_ridge_cv_choice_matches_brute_force():
         brute.append(err)
     assert np.isclose(ridge.choose_lambda(Y), ridge.grid[int(np.argmin(brute))] * ridge.scale)
     assert ridge.grid[0] < ridge.choose_lambda(Y) / ridge.scale < ridge.grid[-1]  # an interior optimum here
+
+
+# ----------------------------------------------------------------------------- the aligned share with its split spread
+
+def _aligned_row(w, E, pi, seed, draws=20, splits=5):
+    mu = pi @ E
+    eig = np.linalg.eigh((E - mu).T @ ((E - mu) * pi[:, None]))[1][:, ::-1]
+    arrays, _ = vocabulary_alignment(E, w["W_E"], pi, top_n=300, n_bins=5, n_draws=0, seed=seed, eigvecs=eig,
+                                     basis_draws=draws, n_splits=splits)
+    t = projection_table(w, w, arrays["basis"], arrays["null_bases"], eig, mu, pi, K=4, random_draws=2, seed=seed,
+                         split_bases=arrays["split_bases"], min_effect=0.05)
+    return t[(t.basis == "corpus_aligned") & (t.target == "W") & (t.matrix == "pooled_nonembed")].iloc[0]
+
+
+def test_z_total_of_unrelated_corpora_sits_inside_its_null():
+    """Pure noise (the corpus unrelated to an anisotropic model), 8 seeds: z_total stays inside ±3, spreads around 0,
+    and the split spread is part of the total."""
+    z = []
+    for seed in range(8):
+        rng = np.random.default_rng(100 + seed)
+        V, d = 400, 16
+        w = _anisotropic_model(rng, V, d)
+        pi = zipf_pi(V, rng)
+        E = rng.standard_normal((V, d)) * np.linspace(2, 0.5, d)
+        row = _aligned_row(w, E, pi, seed)
+        assert row.n_splits == 5 and row.share_splits_sd > 0 and row.share_total_sd > row.share_splits_sd
+        z.append(row.z_total)
+    z = np.array(z)
+    assert (np.abs(z) < 3).all() and abs(z.mean()) < 1.5 and z.std() > 0.3, z
+
+
+def _planted_corpus_model(layer_noise):
+    """The model's embedding is a linear image of the corpus's (plus noise) and its layers read the corpus's top-4
+    directions, plus `layer_noise` of isotropic noise."""
+    rng = np.random.default_rng(4)
+    V, d = 400, 16
+    pi = zipf_pi(V, rng)
+    E = rng.standard_normal((V, d)) * np.linspace(2, 0.5, d)
+    w = _anisotropic_model(rng, V, d)
+    A = rng.standard_normal((d, d))
+    w["W_E"] = E @ A + 0.3 * rng.standard_normal((V, d))
+    mu = pi @ E
+    U = np.linalg.eigh((E - mu).T @ ((E - mu) * pi[:, None]))[1][:, ::-1][:, :4]
+    B = np.linalg.qr(A.T @ U)[0]
+    for k in [k for k in w if k.startswith("L") and k.split(".")[1] in ("W_Q", "W_K", "W_V", "W_in")]:
+        w[k] = rng.standard_normal((w[k].shape[0], 4)) @ B.T + layer_noise * rng.standard_normal(w[k].shape)
+    return w, E, pi
+
+
+def test_z_total_detects_a_planted_corpus_basis():
+    row = _aligned_row(*_planted_corpus_model(0.5), seed=0)
+    assert row.z_total > 3 and row.mde == 0  # already detected: no excess needs planting
+
+
+def test_power_sees_a_planted_excess_the_model_alone_does_not_reach():
+    """Weak corpus structure (z_total < 3 on its own): planting δ = 0.05 on top is detected, so the test has the power
+    to state a 0.05 excess at this size, and the minimum detectable excess lies between 0 and 0.05."""
+    row = _aligned_row(*_planted_corpus_model(2.0), seed=0)
+    assert row.z_total < 3 < row.planted_z and row.planted_detected and 0 < row.mde < 0.05

@@ -54,6 +54,7 @@ PPMI = ex(ppmi(sp.csr_matrix(COUNTS)).toarray())
 MODEL = {k: ex(v) for k, v in small_model(np.random.default_rng(1), V=40, d=16, L=1, ctx=8).items()}
 INIT = {k: ex(v) for k, v in small_model(np.random.default_rng(2), V=40, d=16, L=1, ctx=8).items()}
 BASIS = ex(np.linalg.qr(np.random.default_rng(3).standard_normal((16, 4)))[0])
+OTHER_BASES = ex(np.stack([np.linalg.qr(np.random.default_rng(4 + i).standard_normal((16, 4)))[0] for i in range(5)]))
 FACTORS = f32_exact(rng, 2, 12, 3), f32_exact(rng, 2, 12, 3)
 N, d, K = 60, 8, 3
 E, W, S = f32_exact(rng, N, d), f32_exact(rng, N, d), f32_exact(rng, 12, 12)
@@ -76,6 +77,14 @@ CASES = {
     "vocabulary_alignment": lambda: both(lambda e, w, p: alignment.vocabulary_alignment(
         e, w, p, top_n=N, n_bins=3, n_draws=5, seed=1, basis_draws=2, eigvecs=eigh_desc(corpus_covariance(E, pi)[0])[1])[1],
         E, W, pi),
+    "vocabulary_alignment_splits": lambda: both(lambda e, w, p: alignment.vocabulary_alignment(
+        e, w, p, top_n=N, n_bins=3, n_draws=0, seed=1, eigvecs=eigh_desc(corpus_covariance(E, pi)[0])[1],
+        n_splits=3), E, W, pi),
+    "planted_power": lambda: both(lambda *ws: projection.planted_power(dict(zip(MODEL, ws)), BASIS, OTHER_BASES[:3],
+                                                                       np.stack([BASIS, *OTHER_BASES[3:]]), 0.05),
+                                  *MODEL.values()),
+    "planted_share_increase": lambda: both(lambda *ws: projection.planted_share_increase(dict(zip(MODEL, ws)), BASIS,
+                                                                                          0.05), *MODEL.values()),
     "projection_share": lambda: both(projection.projection_share, W, ex(np.linalg.qr(E[:d])[0][:, :K])),
     "r2": lambda: both(projection.r2, W, E),
     "pca_basis": lambda: both(projection.pca_basis, W, K, weights=pi),

@@ -198,3 +198,96 @@ def test_shares_table_two_draws_have_a_spread():
     draws = [np.linalg.qr(rng.standard_normal((6, 3)))[0] for _ in range(2)]
     row = shares_table(w, {"r": draws}, 2).query("matrix == 'W_Q' and basis == 'r'").iloc[0]
     assert row.n_draws == 2 and row.share_sd > 0
+
+
+# ------------------------------------------------------------------------ uncertainty and power of the aligned share
+
+from corpus_weights.projection import (  # noqa: E402
+    minimum_detectable_excess, planted_power, planted_share_increase, planted_z, pooled_nonembed_gram,
+    share_scale_factor, share_uncertainty,
+)
+
+
+def test_share_uncertainty_by_hand():
+    u = share_uncertainty(0.5, [0.1, 0.2, 0.3], [0.48, 0.5, 0.52])
+    # null sd 0.1, split sd 0.02 -> total sqrt(0.0104); z = (0.5 - 0.2) / that
+    assert np.isclose(u["null_mean"], 0.2) and np.isclose(u["null_sd"], 0.1) and np.isclose(u["split_sd"], 0.02)
+    assert np.isclose(u["total_sd"], np.sqrt(0.0104)) and np.isclose(u["z_total"], 0.3 / np.sqrt(0.0104))
+    assert u["n_splits"] == 3
+    none = share_uncertainty(0.5, [0.1, 0.2, 0.3], None)  # spread not measured: no total claimed
+    assert none["n_splits"] == 0 and np.isnan(none["split_sd"]) and np.isnan(none["z_total"])
+    assert np.isnan(share_uncertainty(0.5, [0.2, 0.2], [0.5, 0.5])["z_total"])  # zero spread: no z
+
+
+def _model_and_bases(rng, n_null=30, n_splits=5, tilt=0.0):
+    """One-layer model, an aligned basis B (d x K), null bases and split bases near B (tilt: how far splits move)."""
+    w = _one_layer(rng, d=12)
+    B = np.linalg.qr(rng.standard_normal((12, 3)))[0]
+    nulls = np.stack([np.linalg.qr(rng.standard_normal((12, 3)))[0] for _ in range(n_null)])
+    splits = np.stack([B] + [np.linalg.qr(B + tilt * rng.standard_normal((12, 3)))[0] for _ in range(n_splits - 1)])
+    return w, B, nulls, splits
+
+
+def _pooled(w, B):
+    return shares_table(w, {"b": B}, B.shape[1]).query("matrix == 'pooled_nonembed' and basis == 'b'").share.iloc[0]
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.05, 0.3])
+def test_planted_share_increase_raises_the_pooled_share_by_exactly_delta(delta):
+    rng = np.random.default_rng(10)
+    w, B, _, _ = _model_and_bases(rng)
+    s = _pooled(w, B)
+    planted = planted_share_increase(w, B, delta)
+    assert np.isclose(_pooled(planted, B), s + delta, rtol=0, atol=1e-12)
+    P_perp = np.eye(12) - B @ B.T
+    for name in w:
+        if name.startswith("L0.W_O") or name.startswith("L0.W_out"):  # writing: columns are residual vectors
+            assert np.allclose(P_perp @ planted[name], P_perp @ w[name])  # the orthogonal part is kept
+        elif name.startswith("L0.W_"):
+            assert np.allclose(planted[name] @ P_perp, w[name] @ P_perp)
+        else:
+            assert np.array_equal(planted[name], w[name])  # embeddings and LN weights untouched
+    a = share_scale_factor(s, delta)  # the closed form: a² s / (a² s + 1 − s) = s + δ
+    assert np.isclose(a * a * s / (a * a * s + 1 - s), s + delta)
+    with pytest.raises(ValueError, match="cannot rise by"):
+        share_scale_factor(s, 1 - s)
+
+
+def test_planted_z_is_the_planted_model_through_shares_table():
+    rng = np.random.default_rng(11)
+    w, B, nulls, splits = _model_and_bases(rng, tilt=0.3)
+    planted = planted_share_increase(w, B, 0.1)
+    t = shares_table(planted, {"b": B, "null": list(nulls), "splits": list(splits)}, 3, keep_draws=True)
+    row = lambda b: t.query("matrix == 'pooled_nonembed' and basis == @b").iloc[0]  # noqa: E731
+    expected = share_uncertainty(row("b").share, row("null").share_draws, row("splits").share_draws)
+    got = planted_z(pooled_nonembed_gram(w), B, nulls, splits, 0.1)
+    assert np.isclose(got["share"], row("b").share)
+    for key, value in expected.items():
+        assert np.isclose(got[key], value, rtol=1e-10), key
+
+
+def test_planted_z_rises_with_delta_and_mde_is_where_it_crosses_3():
+    rng = np.random.default_rng(12)
+    w, B, nulls, splits = _model_and_bases(rng, tilt=0.1)
+    G = pooled_nonembed_gram(w)
+    s = _pooled(w, B)
+    deltas = np.linspace(0, 0.95 * (1 - s), 40)
+    z = np.array([planted_z(G, B, nulls, splits, dl)["z_total"] for dl in deltas])
+    assert (np.diff(z) > 0).all() and z[0] < 3 < z[-1]
+    mde = minimum_detectable_excess(G, B, nulls, splits)
+    assert 0 < mde < 1 - s
+    assert planted_z(G, B, nulls, splits, mde)["z_total"] >= 3 > planted_z(G, B, nulls, splits, mde - 1e-5)["z_total"]
+    power = planted_power(w, B, nulls, splits, min_effect=0.05)
+    assert power["planted_delta"] == 0.05 and np.isclose(power["mde"], mde)
+    assert np.isclose(power["planted_z"], planted_z(G, B, nulls, splits, 0.05)["z_total"])
+    assert power["planted_detected"] == (power["planted_z"] > 3) == (mde < 0.05)
+
+
+def test_mde_is_zero_when_already_detected_and_nan_when_never():
+    rng = np.random.default_rng(13)
+    w, B, nulls, splits = _model_and_bases(rng)
+    G = pooled_nonembed_gram(w)
+    assert minimum_detectable_excess(G, B, nulls, splits, threshold=-100) == 0.0  # the model itself is past it
+    assert np.isnan(minimum_detectable_excess(G, B, nulls, splits, threshold=1e6))  # no δ < 1 − s gets there
+    power = planted_power(w, B, nulls, splits, min_effect=0.05, threshold=1e6)
+    assert np.isnan(power["mde"]) and not power["planted_detected"]

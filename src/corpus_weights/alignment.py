@@ -11,7 +11,10 @@ legitimate bridge between the two coordinate systems is a map fitted on tokens. 
   cross-validation on the fit half; held-out R² = 1 − ‖Ŵ − W‖² / ‖W − mean(W)‖² on the test half;
 - the null of every score refits after permuting the pairing of corpus rows and model rows within frequency strata
   (token identity destroyed, frequency–norm relation kept; the model's rows are permuted, so the design's SVDs are
-  computed once).
+  computed once);
+- split-to-split spread: the map, its held-out scores and the corpus basis are refitted on `n_splits` fit/test splits
+  (split 0 is the headline split, seeded by `seed` itself; split s > 0 by `split_seed(seed, s)`); the nulls are
+  computed on split 0 only.
 Rotating the model (W -> W Q) maps A -> A Q and leaves every score unchanged.
 """
 from __future__ import annotations
@@ -42,6 +45,13 @@ def stratified_halves(tokens_by_freq: np.ndarray, seed: int) -> tuple[np.ndarray
     first = np.where(flip, pairs[:, 1], pairs[:, 0])
     second = np.where(flip, pairs[:, 0], pairs[:, 1])
     return np.sort(first), np.sort(second)
+
+
+def split_seed(seed: int, split: int):
+    """Seed of fit/test split number `split` (also seeds its CV folds). Split 0 is seeded by `seed` itself, so the
+    headline split is the one used before splits were added; split s > 0 draws from the stream [seed, 3, s], apart
+    from the map null's [seed, 1] and the basis null's [seed, 2]."""
+    return seed if split == 0 else [seed, 3, split]
 
 
 class RidgeFits:
@@ -171,16 +181,21 @@ def _counts(pi: np.ndarray) -> np.ndarray:
 
 def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: int, n_bins: int, n_draws: int,
                          seed: int = 0, exclude=(), E_out: np.ndarray | None = None,
-                         eigvecs: np.ndarray | None = None, basis_draws: int = 0) -> tuple[dict, dict]:
+                         eigvecs: np.ndarray | None = None, basis_draws: int = 0,
+                         n_splits: int = 1) -> tuple[dict, dict]:
     """Everything about the corpus -> model map for one model. Returns (arrays, summary).
 
-    arrays: A, mu_E, mu_W, fit_idx, test_idx, basis (d x d corpus basis), null_bases (basis_draws x d x d).
+    arrays: A, mu_E, mu_W, fit_idx, test_idx (all of split 0), basis (d x d corpus basis of split 0), null_bases
+    (basis_draws x d x d, on split 0), split_bases (n_splits x d x d; split_bases[0] is basis).
     summary: held-out/train R² of the ridge map from E (used by the basis), from E_out and from [E, E_out]; its
     label-permutation null (n_draws refits, CV included, with the corpus/model pairing permuted within log-frequency
     bins); effective sample
     size; Procrustes held-out cosine with its null; debiased and plug-in CKA.
     The basis null (basis_draws > 0) permutes all of E's rows within log-frequency bins, refits the map and the
-    eigenvectors of Σ_E, and keeps each draw's full corpus basis (so every K can slice it)."""
+    eigenvectors of Σ_E, and keeps each draw's full corpus basis (so every K can slice it).
+    n_splits: the map and the basis refitted on that many fit/test splits (split 0 = the headline values above);
+    summary gains n_splits and, for vocab_map_heldout_r2, procrustes_heldout_cos and ridge_lambda, `<key>_splits`
+    (one value per split, split 0 first) and `<key>_split_sd` (sd over splits, ddof = 1)."""
     E = np.asarray(E, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     pi = np.asarray(pi, dtype=np.float64)
@@ -212,11 +227,36 @@ def vocabulary_alignment(E: np.ndarray, W: np.ndarray, pi: np.ndarray, top_n: in
         summary["vocab_map_heldout_r2_E_out"] = fit_ridge_map(E_out, W, fit_idx, test_idx, seed=seed)["heldout_r2"]
         both = np.concatenate([E, np.asarray(E_out, dtype=np.float64)], axis=1)
         summary["vocab_map_heldout_r2_E_in_out"] = fit_ridge_map(both, W, fit_idx, test_idx, seed=seed)["heldout_r2"]
+    others = [split_fit(E, W, top, split_seed(seed, s), eigvecs) for s in range(1, n_splits)]
+    summary.update(split_spread(dict(vocab_map_heldout_r2=fit["heldout_r2"], procrustes_heldout_cos=proc["heldout_cos"],
+                                     ridge_lambda=fit["lam"]), others))
     arrays = dict(A=fit["A"], mu_E=fit["mu_E"], mu_W=fit["mu_W"], fit_idx=fit_idx, test_idx=test_idx)
     if eigvecs is not None:
         arrays["basis"] = corpus_basis(fit["A"], eigvecs)
         arrays["null_bases"] = basis_null(E, W, pi, fit_idx, test_idx, fit["lam"], n_bins, basis_draws, seed)
+        arrays["split_bases"] = np.stack([arrays["basis"]] + [o["basis"] for o in others])
     return arrays, summary
+
+
+def split_fit(E: np.ndarray, W: np.ndarray, top: np.ndarray, seed, eigvecs: np.ndarray | None = None) -> dict:
+    """The map refitted on another fit/test split of the top tokens (λ re-chosen by CV with folds seeded by `seed`):
+    its held-out R², λ, Procrustes held-out cosine and, given Σ_E's eigenvectors, its corpus basis (d x d)."""
+    fit_idx, test_idx = stratified_halves(top, seed)
+    fit = RidgeFits(E, fit_idx, test_idx, seed=seed).fit(W)
+    return dict(vocab_map_heldout_r2=fit["heldout_r2"], ridge_lambda=fit["lam"],
+                procrustes_heldout_cos=procrustes_heldout(E, W, fit_idx, test_idx)["heldout_cos"],
+                basis=None if eigvecs is None else corpus_basis(fit["A"], eigvecs))
+
+
+def split_spread(split0: dict, others: list[dict]) -> dict:
+    """Per-split values (split 0 first) and their sd over splits (ddof = 1; NaN with one split) of the map's held-out
+    R², the Procrustes held-out cosine and the ridge λ."""
+    out = dict(n_splits=1 + len(others))
+    for key in ("vocab_map_heldout_r2", "procrustes_heldout_cos", "ridge_lambda"):
+        values = [float(split0[key])] + [float(o[key]) for o in others]
+        out[f"{key}_splits"] = values
+        out[f"{key}_split_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return out
 
 
 def basis_null(E, W, pi, fit_idx, test_idx, lam, n_bins, n_draws, seed) -> np.ndarray:

@@ -72,7 +72,8 @@ def gate_map(models: list[dict], t=THRESHOLDS) -> dict:
         a = m["alignment"]
         null = a["vocab_map_null"]
         p = null.get("p")
-        rows.append(dict(model=m["label"], heldout_r2=a["vocab_map_heldout_r2"], null_mean=null.get("mean"),
+        rows.append(dict(model=m["label"], heldout_r2=a["vocab_map_heldout_r2"],
+                         heldout_r2_split_sd=a.get("vocab_map_heldout_r2_split_sd"), null_mean=null.get("mean"),
                          null_max=null.get("max"), p=p, n_draws=null.get("n_draws", 0),
                          ok=bool(p is not None and p < t["max_map_p"])))
     ok = bool(rows) and all(r["ok"] for r in rows)

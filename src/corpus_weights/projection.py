@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .ids import Pooled, Target
 from .linalg import fix_signs, haar_frame, orthonormal_columns
 from .residual_space import (
     EMBEDDING,
     LAYER_MATRICES,
+    READING,
     layer_of,
     matrix_type,
     residual_matrix_names,
@@ -81,11 +83,11 @@ def _target_vectors(weights: dict, target: str, W_init: dict | None) -> dict[str
     out = {}
     for name in residual_matrix_names(weights, embeddings=True):
         W = np.asarray(weights[name], dtype=np.float64)
-        if target == "dW":
+        if target == Target.DW:
             if W_init is None:
                 raise ValueError("target='dW' needs W_init")
             W = W - np.asarray(W_init[name], dtype=np.float64)
-        elif target != "W":
+        elif target != Target.W:
             raise ValueError("target must be 'W' or 'dW'")
         out[name] = residual_vectors(name, W)
     return out
@@ -100,7 +102,7 @@ def _grams(weights: dict, target: str, W_init: dict | None, include_embeddings: 
         grams[name] = X.T @ X
     pooled = [g for n, g in grams.items() if matrix_type(n) in NON_EMBED]
     if pooled:
-        grams["pooled_nonembed"] = np.sum(pooled, axis=0)
+        grams[Pooled.NONEMBED] = np.sum(pooled, axis=0)
     return {n: (G, np.linalg.eigvalsh(G)[::-1]) for n, G in grams.items()}
 
 
@@ -153,8 +155,8 @@ def shares_table(
     rows = []
     for name, (G, lam) in grams.items():
         own = float(lam[:K].sum() / lam.sum()) if lam.sum() > 0 else np.nan
-        mt = name if name == "pooled_nonembed" else matrix_type(name)
-        ly = -1 if name == "pooled_nonembed" else layer_of(name)
+        mt = name if name == Pooled.NONEMBED else matrix_type(name)
+        ly = -1 if name == Pooled.NONEMBED else layer_of(name)
         recs = [("own", np.array([own]))] + [(b, _shares_from_gram(G, S)) for b, S in stacks.items()]
         for bname, sh in recs:
             m = float(sh.mean())
@@ -168,3 +170,119 @@ def shares_table(
                 )
             )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------
+# uncertainty of the aligned share and the power of its basis-null test
+#
+# The aligned share s is compared with its basis null (shares on null bases: mean m, sd σ_null over draws). The map
+# behind the aligned basis is fitted on one fit/test split of the tokens; refitting it on other splits moves s by
+# σ_split (sd of the shares on the split bases, split 0 included). Both enter the test:
+#     total sd = sqrt(σ_null² + σ_split²),   z_total = (s − m) / total sd.
+# Power: plant a corpus-specific excess δ into the model's own pooled non-embedding matrices and ask whether z_total
+# would see it (z_planted(δ) > 3). The smallest such δ is the minimum detectable excess (mde).
+
+DETECTION_Z = 3.0
+
+
+def share_uncertainty(share: float, null_shares: np.ndarray, split_shares: np.ndarray | None) -> dict:
+    """The aligned share against its basis null with the split-to-split spread included (sd's with ddof = 1).
+
+    Returns dict(null_mean, null_sd, split_sd, n_splits, total_sd = sqrt(null_sd² + split_sd²),
+    z_total = (share − null_mean) / total_sd). Fewer than 2 split shares (or 2 null shares): split_sd / null_sd,
+    total_sd and z_total are NaN — the spread was not measured, so no total is claimed."""
+    null_shares = np.asarray(null_shares, dtype=np.float64)
+    split_shares = np.zeros(0) if split_shares is None else np.asarray(split_shares, dtype=np.float64)
+    null_mean = float(null_shares.mean()) if null_shares.size else np.nan
+    null_sd = float(null_shares.std(ddof=1)) if null_shares.size > 1 else np.nan
+    split_sd = float(split_shares.std(ddof=1)) if split_shares.size > 1 else np.nan
+    total_sd = float(np.hypot(null_sd, split_sd))
+    z_total = (share - null_mean) / total_sd if total_sd > 0 else np.nan
+    return dict(null_mean=null_mean, null_sd=null_sd, split_sd=split_sd, n_splits=int(split_shares.size),
+                total_sd=total_sd, z_total=float(z_total))
+
+
+def pooled_nonembed_gram(weights: dict) -> np.ndarray:
+    """Σ XᵀX over the residual-side vectors of every non-embedding matrix (the Gram of the pooled_nonembed rows)."""
+    grams = [residual_vectors(n, np.asarray(weights[n], dtype=np.float64)) for n in
+             residual_matrix_names(weights, embeddings=False)]
+    return np.sum([X.T @ X for X in grams], axis=0)
+
+
+def share_scale_factor(share: float, delta: float) -> float:
+    """Factor a by which the component in span(B) must be multiplied (the orthogonal part kept) to raise an
+    uncentred share from s to s + δ: the new share is a² s / (a² s + 1 − s), so a² = (s + δ)(1 − s) / (s (1 − s − δ)).
+    Needs 0 < s and 0 ≤ δ < 1 − s."""
+    if not (0 < share < 1) or not (0 <= delta < 1 - share):
+        raise ValueError(f"a share of {share} cannot rise by {delta} (need 0 < s and 0 <= delta < 1 - s)")
+    return float(np.sqrt((share + delta) * (1 - share) / (share * (1 - share - delta))))
+
+
+def _scaling_in_span(B: np.ndarray, a: float) -> np.ndarray:
+    """M = I + (a − 1) B Bᵀ: multiplies the component of a residual vector in span(B) by a, keeps the rest."""
+    B = np.asarray(B, dtype=np.float64)
+    return np.eye(B.shape[0]) + (a - 1.0) * B @ B.T
+
+
+def planted_share_increase(weights: dict, B: np.ndarray, delta: float) -> dict:
+    """The model with a planted corpus-specific excess: every non-embedding matrix's residual-side vectors get their
+    component in span(B) multiplied by one factor a (share_scale_factor of the pooled share), so the pooled
+    non-embedding share on B rises by exactly δ. Reading matrices W -> W M, writing matrices W -> M W (M symmetric);
+    embeddings and every other tensor are kept."""
+    G = pooled_nonembed_gram(weights)
+    M = _scaling_in_span(B, share_scale_factor(_share_of_gram(G, B), delta))
+    out = {k: np.array(v, copy=True) for k, v in weights.items()}
+    for name in residual_matrix_names(weights, embeddings=False):
+        W = np.asarray(weights[name], dtype=np.float64)
+        out[name] = W @ M if matrix_type(name) in READING else M @ W
+    return out
+
+
+def _share_of_gram(G: np.ndarray, B: np.ndarray) -> float:
+    return float(_shares_from_gram(G, np.asarray(B, dtype=np.float64)[None])[0])
+
+
+def planted_z(G: np.ndarray, B: np.ndarray, null_bases: np.ndarray, split_bases: np.ndarray, delta: float) -> dict:
+    """z_total of the planted model (planted_share_increase at δ), computed on its pooled Gram M G M: its share on B
+    (= s + δ), on the same null bases and on the same split bases (all d x K, stacked). Returns share_uncertainty's
+    dict plus share."""
+    M = _scaling_in_span(B, share_scale_factor(_share_of_gram(G, B), delta))
+    Gp = M @ G @ M
+    share = _share_of_gram(Gp, B)
+    return dict(share=share, **share_uncertainty(share, _shares_from_gram(Gp, np.asarray(null_bases)),
+                                                 _shares_from_gram(Gp, np.asarray(split_bases))))
+
+
+def minimum_detectable_excess(G: np.ndarray, B: np.ndarray, null_bases: np.ndarray, split_bases: np.ndarray,
+                              threshold: float = DETECTION_Z, grid: int = 64, tol: float = 1e-6) -> float:
+    """The smallest planted δ with z_planted(δ) ≥ threshold: the first crossing on a grid of δ in [0, 1 − s), refined
+    by bisection to `tol`. 0 when the model itself is already at the threshold; NaN when no δ below 1 − s reaches
+    it (or the share is undefined)."""
+    s = _share_of_gram(G, B)
+    if not 0 < s < 1:
+        return float("nan")
+    z = lambda delta: planted_z(G, B, null_bases, split_bases, delta)["z_total"]  # noqa: E731
+    deltas = (1 - s) * np.arange(grid) / grid
+    reached = [dl for dl in deltas if z(dl) >= threshold]
+    if not reached:
+        return float("nan")
+    hi = reached[0]
+    if hi == 0:
+        return 0.0
+    lo = hi - (1 - s) / grid
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if z(mid) >= threshold else (mid, hi)
+    return float(hi)
+
+
+def planted_power(weights: dict, B: np.ndarray, null_bases: np.ndarray, split_bases: np.ndarray,
+                  min_effect: float, threshold: float = DETECTION_Z) -> dict:
+    """Power of the basis-null test at this model's size, for the pooled non-embedding matrices on B (d x K):
+    planted_delta (= min_effect), planted_z (z_total of the model with δ = min_effect planted; NaN when s + δ ≥ 1),
+    planted_detected (planted_z > threshold; False when planted_z is NaN) and mde (minimum_detectable_excess)."""
+    G = pooled_nonembed_gram(weights)
+    s = _share_of_gram(G, B)
+    z = planted_z(G, B, null_bases, split_bases, min_effect)["z_total"] if 0 < s < 1 - min_effect else np.nan
+    return dict(planted_delta=float(min_effect), planted_z=z, planted_detected=bool(z > threshold),
+                mde=minimum_detectable_excess(G, B, null_bases, split_bases, threshold))

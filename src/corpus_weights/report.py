@@ -227,8 +227,10 @@ def _gate_summary(g: dict) -> str:
         return "; ".join(f"{r['model']}: bigram z = {f(r['bigram_z'], 1)}" + (
             f", unigram z = {f(r['unigram_z'], 1)}" if r["role"] == "step0" else "") for r in v)
     if g["name"] == "G3":
-        return "; ".join(f"{r['model']}: R² {f(r['heldout_r2'])} vs null {f(r['null_mean'])} (max {f(r['null_max'])}),"
-                         f" p = {f(r['p'])}" for r in v)
+        return "; ".join(f"{r['model']}: R² {f(r['heldout_r2'])}"
+                         + (f" (± {f(r['heldout_r2_split_sd'])} over fit/test splits)"
+                            if r.get("heldout_r2_split_sd") is not None else "")
+                         + f" vs null {f(r['null_mean'])} (max {f(r['null_max'])}), p = {f(r['p'])}" for r in v)
     return "; ".join(f"seeds {', '.join(str(x) for x in r['seeds'])} at {', '.join(f(x) for x in r['token_budgets'])}"
                      f" tokens" for r in v)
 
