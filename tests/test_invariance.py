@@ -15,7 +15,8 @@ from corpus_weights.residual_space import (
 )
 
 V, d, L, H, K = 40, 16, 2, 2, 4  # V > 2d: the fit half has more tokens than dimensions (Procrustes unique)
-PARAMS = dict(top_n=40, freq_bins=3, permutations=50, map_null_draws=100, basis_null_draws=5, headline_K=K, seed=0)
+PARAMS = dict(top_n=40, freq_bins=3, permutations=50, map_null_draws=100, basis_null_draws=5, splits=5, headline_K=K,
+              seed=0)
 
 
 def setup():
@@ -46,17 +47,25 @@ def corrected(w, init, C, pi, E, E_out, rng_seed=0):
     out["attention"], _ = attention_model(w, corpus, H, PARAMS)
     arrays, out["alignment"] = align_model(w, corpus, PARAMS)
     t = projection_table(w, init, arrays["basis"], arrays["null_bases"],
-                         corpus["eigvecs"], corpus["mu"], pi, K, random_draws=0, seed=0)
+                         corpus["eigvecs"], corpus["mu"], pi, K, random_draws=0, seed=0,
+                         split_bases=arrays["split_bases"], min_effect=0.05)
     t = t[~t.basis.isin(["note_unaligned", "note_linear", "random"])]
     a, c = out["alignment"], out["controls"]
+    aligned = t[t.basis == "corpus_aligned"]
+    assert a["n_splits"] == PARAMS["splits"] and aligned.share_total_sd.notna().all()  # the columns below are real
     return dict(
         shares=t.share.to_numpy(), normalised=t.normalised.to_numpy(), p_vs_null=t.p_vs_null.to_numpy(),
+        split_uncertainty=aligned[["share_splits_sd", "n_splits", "share_total_sd", "z_total"]].to_numpy(float),
+        power=aligned[["planted_delta", "planted_z", "planted_detected", "mde"]].to_numpy(float, na_value=np.nan),
         map=[a["vocab_map_heldout_r2"], a["vocab_map_train_r2"], a["vocab_map_null"]["mean"],
              a["vocab_map_null"]["p"], a["procrustes_heldout_cos"], a["procrustes_null"]["mean"],
              a["cka_debiased"], a["cka_plugin"], a["vocab_map_heldout_r2_E_out"]],
+        map_splits=[*a["vocab_map_heldout_r2_splits"], a["vocab_map_heldout_r2_split_sd"],
+                    *a["procrustes_heldout_cos_splits"], a["procrustes_heldout_cos_split_sd"]],
         controls=[c["bigram"]["r"], c["bigram"]["z"], c["unigram"]["r"], c["direct_path_r"]],
         ladder=[out["ladder"]["ce_pos0"], out["ladder"]["learned_fraction"]],
-        attention=out["attention"][["r", "z", "p"]].to_numpy(),
+        attention=out["attention"][["r", "label_z", "label_p", "qk_null_mean", "qk_null_sd", "qk_z",
+                                    "qk_p"]].to_numpy(),  # label-permutation test and the null over attention
         spectra=out["weight_spectra"]["pr"].to_numpy(),
     ), out
 
@@ -122,3 +131,20 @@ def test_head_gauge_moves_note_qk_not_token_scores():
     c0 = note_qk_cosines(f, E, E_out, T, n_draws=5).cos.to_numpy()
     c1 = note_qk_cosines(g, E, E_out, T, n_draws=5).cos.to_numpy()
     assert abs(c0[0] - c1[0]) > 1e-3
+
+
+def test_power_of_the_basis_test_is_invariant():
+    """planted_power on a rotated model with its bases rotated alongside (B -> Qᵀ B) gives the same planted z and
+    the same minimum detectable excess (the pipeline case above has a noise map, where mde is NaN)."""
+    from corpus_weights.projection import planted_power
+
+    w, C, pi, E, E_out, Q, rng = setup()
+    f = fold_layernorm(w)
+    B = np.linalg.qr(rng.standard_normal((d, K)))[0]
+    nulls = np.stack([np.linalg.qr(rng.standard_normal((d, K)))[0] for _ in range(20)])
+    splits = np.stack([B] + [np.linalg.qr(B + 0.05 * rng.standard_normal((d, K)))[0] for _ in range(4)])
+    raw = planted_power(f, B, nulls, splits, 0.05)
+    rot = planted_power(rotate_residual(f, Q), Q.T @ B, Q.T @ nulls, Q.T @ splits, 0.05)
+    assert np.isfinite(raw["mde"]) and raw["mde"] > 0 and np.isfinite(raw["planted_z"])
+    for key in raw:
+        assert np.isclose(raw[key], rot[key], rtol=1e-6), key

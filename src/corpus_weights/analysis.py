@@ -15,25 +15,28 @@ import pandas as pd
 
 from . import note_protocol as note
 from .alignment import top_tokens, vocabulary_alignment
-from .attention import attention_vs_corpus
+from .attention import attention_heads
 from .controls import positive_controls
 from .corpus_stats import transition_matrix
+from .ids import WE_COVARIANCE, Basis, Pooled, Target
 from .linalg import haar_frame
 from .loss_ladder import model_ladder
 from .nulls import empirical_p, log_frequency_bins
-from .projection import pca_basis, shares_table
+from .projection import pca_basis, planted_power, share_uncertainty, shares_table
 from .residual_space import fold_layernorm, residual_matrix_names, residual_vectors
 from .spectra import spectrum_row
 
 
 def align_model(weights: dict, corpus: dict, params: dict) -> tuple[dict, dict]:
-    """The corpus -> model map with its nulls, and the corpus basis with its basis null (all K at once).
-    params: top_n, freq_bins, map_null_draws, basis_null_draws, seed. Returns (arrays, summary)."""
+    """The corpus -> model map with its nulls, and the corpus basis with its basis null (all K at once), refitted on
+    `splits` fit/test splits for the split-to-split spread (split 0 carries the headline values and the nulls).
+    params: top_n, freq_bins, map_null_draws, basis_null_draws, splits, seed. Returns (arrays, summary)."""
     folded = fold_layernorm(weights)
     return vocabulary_alignment(
         corpus["E_in"], folded["W_E"], corpus["pi"], int(params["top_n"]), int(params["freq_bins"]),
         int(params["map_null_draws"]), int(params["seed"]), exclude=corpus.get("special", ()),
-        E_out=corpus["E_out"], eigvecs=corpus["eigvecs"], basis_draws=int(params["basis_null_draws"]))
+        E_out=corpus["E_out"], eigvecs=corpus["eigvecs"], basis_draws=int(params["basis_null_draws"]),
+        n_splits=int(params["splits"]))
 
 
 def _top_and_bins(corpus: dict, params: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -60,63 +63,152 @@ def measure_model(weights: dict, corpus: dict, ladder: dict, val_ids: np.ndarray
     )
 
 
-def attention_model(weights: dict, corpus: dict, n_head: int, params: dict) -> tuple[pd.DataFrame, dict]:
-    """Attention per head against the preceding-token PMI (params: top_n, freq_bins, permutations, seed).
-    Returns (per-head table, summary)."""
+def attention_model(weights: dict, corpus: dict, n_head: int, params: dict, step0: dict | None = None,
+                    val_ids: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every head against the null over attention (its W_Q/W_K rotated at random, the rest of the model kept): in
+    token space, and on validation text when val_ids is given (the functional test); the step-0 reference when
+    step0 (the same run's step-0 weights) is given; the calibration (false-positive rate on norm-matched random
+    heads, a planted routing head). The label-permutation test is kept as `label_*` columns.
+    corpus: counts, pi, special. params: top_n, freq_bins (also the key-frequency strata of the functional test),
+    permutations (null draws), seed; optional attention_fpr_models (20), attention_windows (32 windows of the model's
+    context), attention_functional_draws (100: the functional null's first draws), attention_functional_fpr_models
+    (all). Returns (per-head table, summary)."""
     top, bins = _top_and_bins(corpus, params)
-    table = attention_vs_corpus(fold_layernorm(weights), corpus["counts"], top, n_head, bins=bins,
-                                n_draws=int(params["permutations"]), seed=int(params["seed"]))
-    return table, attention_summary(table)
+    table, calibration = attention_heads(
+        fold_layernorm(weights), corpus["counts"], top, n_head,
+        step0=None if step0 is None else fold_layernorm(step0), val_ids=val_ids,
+        exclude=corpus.get("special", ()), n_draws=int(params["permutations"]), seed=int(params["seed"]),
+        fpr_models=int(params.get("attention_fpr_models", 20)), windows=int(params.get("attention_windows", 32)),
+        functional_draws=params.get("attention_functional_draws", 100),
+        functional_fpr_models=params.get("attention_functional_fpr_models"), key_bins=int(params["freq_bins"]),
+        label_bins=bins)
+    return table, attention_summary(table, calibration)
 
 
-def attention_summary(table: pd.DataFrame) -> dict:
-    sig = table["significant_bh"].astype(bool)
-    return dict(heads=int(len(table)), significant_bh=int(sig.sum()),
-                significant_positive=int((sig & (table["z"] > 0)).sum()),
-                significant_negative=int((sig & (table["z"] < 0)).sum()),
-                max_z=float(table["z"].max()) if len(table) else None,
-                mean_r_by_layer=[float(v) for v in table.groupby("layer")["r"].mean().values],
-                n_draws=int(table["n_draws"].iloc[0]) if len(table) else 0,
-                test="double-centred Pearson r vs preceding-token PMI; within-bin permutation null; "
-                     "Benjamini–Hochberg (FDR 0.05) over heads on two-sided normal-approximation p")
+NULL_OVER_ATTENTION = ("each head's W_Q and W_K rotated on the residual side by independent Haar orthogonal "
+                       "matrices (spectrum kept, the rest of the model unchanged); z against the draws' mean and sd, "
+                       "two-sided normal p, Benjamini–Hochberg (FDR 0.05) over the model's heads")
+
+
+def _test_summary(table: pd.DataFrame, prefix: str, calibration: dict | None) -> dict:
+    """Counts of one test (token space: prefix '', functional: 'functional_') and its calibration entries."""
+    sig_col = f"{prefix}significant"
+    if sig_col not in table:
+        return {k: None for k in ("significant", "positive", "negative", "step0_qk_significant", "fpr_heads",
+                                  "fpr_models", "n_fpr_models", "planted_z", "planted_detected")}
+    sig = table[sig_col].astype(bool)
+    step0 = f"{prefix}step0_qk_significant"
+    out = dict(significant=int(sig.sum()), positive=int((sig & (table[f"{prefix}direction"] > 0)).sum()),
+               negative=int((sig & (table[f"{prefix}direction"] < 0)).sum()),
+               step0_qk_significant=int(table[step0].astype(bool).sum()) if step0 in table else None)
+    cal = dict(calibration or {})
+    out.update({k: cal.get(k) for k in ("fpr_heads", "fpr_models", "n_fpr_models", "planted_z",
+                                        "planted_detected")})
+    return out
+
+
+def attention_summary(table: pd.DataFrame, calibration: dict | None = None) -> dict:
+    """attention.json: counts per test (positive/negative = the direction of r relative to its null's mean among
+    significant heads), the step-0 reference, the calibration, and the older top-level keys (= token space)."""
+    calibration = calibration or {}
+    token = _test_summary(table, "", calibration.get("token_space"))
+    functional = _test_summary(table, "functional_", calibration.get("functional"))
+    functional.update({k: calibration.get("functional", {}).get(k) for k in ("n_pairs", "n_null_draws")})
+    return dict(
+        heads=int(len(table)), n_null_draws=int(table["n_null_draws"].iloc[0]) if len(table) else 0,
+        null=NULL_OVER_ATTENTION, token_space=token, functional=functional,
+        mean_r_by_layer=[float(v) for v in table.groupby("layer")["r"].mean().values],
+        significant_bh=token["significant"], significant_positive=token["positive"],
+        significant_negative=token["negative"],
+        max_z=float(table["qk_z"].max()) if len(table) else None,
+        test="token space: Pearson r of the double-centred X M_h Xᵀ (X = LayerNorm'd W_E of the top-N tokens) with "
+             "the double-centred preceding-token PMI, against the null over attention; functional: Pearson r over "
+             "(query, earlier key) pairs of validation text of the attention weight with PMI(query token, key "
+             "token), per-query and per-distance means removed, against the same null")
 
 
 def projection_table(weights: dict, init_weights: dict, basis: np.ndarray, null_bases: np.ndarray,
                      eigvecs: np.ndarray, mu: np.ndarray, pi: np.ndarray, K: int, random_draws: int,
-                     seed: int) -> pd.DataFrame:
+                     seed: int, split_bases: np.ndarray | None = None,
+                     min_effect: float | None = None) -> pd.DataFrame:
     """Projection shares at one K for every basis (corrected protocol), the aligned basis's null and empirical p,
-    plus the note protocol's R² at that K. basis / null_bases: the per-model corpus basis (d x d) and its null
-    draws (n x d x d) from measure_model; every K slices their first K columns."""
+    plus the note protocol's R² at that K. basis / null_bases / split_bases: the per-model corpus basis (d x d), its
+    null draws (n x d x d) and its refits on other fit/test splits (n_splits x d x d, split 0 = basis) from
+    align_model; every K slices their first K columns.
+
+    corpus_aligned rows gain share_splits_sd (sd over the split bases), n_splits, share_total_sd (null draw sd and
+    split sd in quadrature) and z_total (= (share − null mean) / share_total_sd); NaN without split_bases. The pooled
+    non-embedding corpus_aligned row of target W gains the test's power at this size (projection.planted_power with
+    δ = min_effect): planted_delta, planted_z, planted_detected, mde; NaN (NA) elsewhere."""
     folded = fold_layernorm(weights)
     folded_init = fold_layernorm(init_weights)
     d = folded["W_E"].shape[1]
     rng = np.random.default_rng([seed, K])  # seeded by K too: each K is its own job
     bases = {
-        "corpus_aligned": basis[:, :K],
+        "corpus_aligned": basis[:, :K],  # = ids.Basis.*, literal: tests/mutants.py pins this line
         "corpus_null": list(null_bases[:, :, :K]),
         "random": [haar_frame(d, K, rng) for _ in range(random_draws)],
         "we_pca": pca_basis(folded["W_E"], K, weights=pi, center=True),
         "note_unaligned": eigvecs[:, :K],
+        SPLITS: [] if split_bases is None else list(split_bases[:, :, :K]),
     }
-    tables = [shares_table(folded, bases, K, target="W", keep_draws=True),
-              shares_table(folded, bases, K, target="dW", W_init=folded_init, keep_draws=True)]
+    tables = [shares_table(folded, bases, K, target=Target.W, keep_draws=True),
+              shares_table(folded, bases, K, target=Target.DW, W_init=folded_init, keep_draws=True)]
     table = pd.concat(tables, ignore_index=True)
-    table["basis"] = table["basis"].replace({"own": "own_pca"})
+    table["basis"] = table["basis"].replace({"own": Basis.OWN_PCA})
     table["p_vs_null"] = np.nan
     keys = ["target", "matrix", "layer"]
-    null = table[table.basis == "corpus_null"].set_index(keys)["share_draws"]
-    for i in table.index[table.basis == "corpus_aligned"]:
+    null = table[table.basis == Basis.CORPUS_NULL].set_index(keys)["share_draws"]
+    for i in table.index[table.basis == Basis.CORPUS_ALIGNED]:
         key = tuple(table.loc[i, keys])
         if key in null.index and len(null[key]):
             table.loc[i, "p_vs_null"] = empirical_p(table.loc[i, "share"], null[key])
-    table = table.drop(columns=["share_draws"])
+    table = _add_split_uncertainty(table, keys)
+    table = _add_power(table, folded, bases, K, min_effect)
+    table = table[table.basis != SPLITS].drop(columns=["share_draws"]).reset_index(drop=True)
     basis_note = note.note_basis(eigvecs, mu, K)
     note_rows = []
-    for include, label in [(True, "pooled_all"), (False, "pooled_nonembed")]:
+    for include, label in [(True, Pooled.ALL), (False, Pooled.NONEMBED)]:
         res = note.note_projection_r2(weights, basis_note, include_embeddings=include)
-        note_rows.append(dict(target="W", matrix=label, layer=-1, basis="note_linear", K=K, d=d,
+        note_rows.append(dict(target=Target.W, matrix=label, layer=-1, basis=Basis.NOTE_LINEAR, K=K, d=d,
                               share=res["share"], r2=res["r2"], n_draws=1))
     return pd.concat([table, pd.DataFrame(note_rows)], ignore_index=True)
+
+
+SPLITS = "corpus_splits"  # the aligned basis refitted on other fit/test splits: read into columns, then dropped
+SPLIT_COLUMNS = ("share_splits_sd", "n_splits", "share_total_sd", "z_total")
+POWER_COLUMNS = ("planted_delta", "planted_z", "planted_detected", "mde")
+
+
+def _add_split_uncertainty(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Columns SPLIT_COLUMNS on every corpus_aligned row, from the per-draw shares of the same (target, matrix,
+    layer) on the null bases and on the split bases (projection.share_uncertainty); NaN elsewhere."""
+    for column in SPLIT_COLUMNS:
+        table[column] = np.nan
+    draws = {b: table[table.basis == b].set_index(keys)["share_draws"] for b in (Basis.CORPUS_NULL, SPLITS)}
+    for i in table.index[table.basis == Basis.CORPUS_ALIGNED]:
+        key = tuple(table.loc[i, keys])
+        null, splits = (draws[b][key] if key in draws[b].index else [] for b in (Basis.CORPUS_NULL, SPLITS))
+        u = share_uncertainty(table.loc[i, "share"], null, splits)
+        table.loc[i, list(SPLIT_COLUMNS)] = [u["split_sd"], u["n_splits"], u["total_sd"], u["z_total"]]
+    return table
+
+
+def _add_power(table: pd.DataFrame, folded: dict, bases: dict, K: int, min_effect: float | None) -> pd.DataFrame:
+    """Columns POWER_COLUMNS (projection.planted_power at δ = min_effect) on the pooled non-embedding corpus_aligned
+    row of target W, from the same aligned, null and split bases at this K; NaN / NA elsewhere, and everywhere when
+    the split bases, min_effect or ≥ 2 null draws are missing."""
+    for column in POWER_COLUMNS:
+        table[column] = pd.array([pd.NA] * len(table), dtype="boolean") if column == "planted_detected" else np.nan
+    nulls, splits = bases[Basis.CORPUS_NULL], bases[SPLITS]
+    if min_effect is None or len(nulls) < 2 or len(splits) < 2:
+        return table
+    power = planted_power(folded, bases[Basis.CORPUS_ALIGNED], np.stack(nulls), np.stack(splits), min_effect)
+    headline = ((table.basis == Basis.CORPUS_ALIGNED) & (table.target == Target.W)
+                & (table.matrix == Pooled.NONEMBED))
+    for column, value in power.items():
+        table.loc[headline, column] = value
+    return table
 
 
 def note_protocol_summary(weights: dict, counts, E_in: np.ndarray, E_out: np.ndarray, pi: np.ndarray, K: int,
@@ -152,7 +244,7 @@ def weight_spectra(weights: dict, pi: np.ndarray) -> pd.DataFrame:
     W_E = folded["W_E"].astype(np.float64)
     centred = W_E - pi @ W_E
     cov = centred.T @ (centred * pi[:, None])
-    rows = [spectrum_row("W_E^T diag(pi) W_E (centred)", np.linalg.eigvalsh(cov), kind="eigen")]
+    rows = [spectrum_row(WE_COVARIANCE, np.linalg.eigvalsh(cov), kind="eigen")]
     for name in residual_matrix_names(folded, embeddings=False):
         s = np.linalg.svd(residual_vectors(name, folded[name]), compute_uv=False)
         rows.append(spectrum_row(name, s, kind="singular"))

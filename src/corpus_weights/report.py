@@ -90,12 +90,13 @@ def matrix_layer_heatmap(proj: pd.DataFrame, K: int) -> bytes:
 
 
 def head_heatmap(att: pd.DataFrame) -> bytes:
-    """Attention-vs-PMI z per layer (rows) and head (columns); * = significant after Benjamini–Hochberg."""
-    z = att.pivot(index="layer", columns="head", values="z")
-    sig = att.pivot(index="layer", columns="head", values="significant_bh").fillna(False).astype(bool)
+    """Per layer (rows) and head (columns): z of the head's trained W_Q/W_K against the null over attention (its
+    W_Q/W_K rotated at random, the rest of the model kept); * = significant after Benjamini–Hochberg."""
+    z = att.pivot(index="layer", columns="head", values="qk_z")
+    sig = att.pivot(index="layer", columns="head", values="significant").fillna(False).astype(bool)
     return _heatmap(z.to_numpy(dtype=float), [f"L{x}" for x in z.index], [f"h{x}" for x in z.columns],
-                    "double-centred QK vs preceding-token PMI, z; * significant (two-sided BH, FDR 0.05)", "z", "RdBu_r",
-                    center=0.0, marks=sig.to_numpy(), digits=1)
+                    "QK vs preceding-token PMI against random W_Q/W_K, z; * significant (two-sided BH, FDR 0.05)", "z",
+                    "RdBu_r", center=0.0, marks=sig.to_numpy(), digits=1)
 
 
 def spectra_heatmap(ws: pd.DataFrame) -> bytes:
@@ -211,8 +212,9 @@ def _attention_figure(results, labels) -> bytes:
     for lab in labels:
         by_layer = results[lab]["attention"].groupby("layer").agg(r=("r", "mean"))
         ax.plot(by_layer.index, by_layer["r"], "o-", ms=3, label=lab)
-    main = results[labels[0]]["attention"].groupby("layer")["null_sd"].mean()
-    ax.fill_between(main.index, -2 * main.values, 2 * main.values, color="grey", alpha=0.2, label="null ±2 sd (main)")
+    main = results[labels[0]]["attention"].groupby("layer")["qk_null_sd"].mean()  # the null over W_Q/W_K: mean 0
+    ax.fill_between(main.index, -2 * main.values, 2 * main.values, color="grey", alpha=0.2,
+                    label="random W_Q/W_K ±2 sd (main)")
     ax.axhline(0, color="k", lw=0.5)
     return _finish(fig, ax, "layer", "mean head r (double-centred QK vs PMI)")
 

@@ -103,7 +103,8 @@ def control_rows(metrics: dict, labels: list[str], K: int) -> list[dict]:
             f"share corpus (K={K})": c["projection_share"]["corpus_aligned"],
             "share null": c["projection_share"]["corpus_null"], "p vs null": c["projection_share_p_vs_null"],
             "share W_E PCA": c["projection_share"]["we_pca"],
-            "heads (BH)": f"{c['attention']['significant_bh']}/{c['attention']['heads']}"})
+            "heads beyond random QK (BH)": f"{c['attention']['token_space']['significant']}/{c['attention']['heads']}",
+            "heads, on text (BH)": f"{c['attention']['functional']['significant']}/{c['attention']['heads']}"})
     return rows
 
 

@@ -66,8 +66,10 @@ rule measure:
 rule attention:
     input:
         weights="results/{corpus}/weights/{run}/{snap}.npz",
+        step0="results/{corpus}/weights/{run}/snapshot_000.npz",
         bigrams=f"{STATS}/bigram_counts.npz",
         embeddings=f"{STATS}/embeddings.npz",
+        val=f"{TOKENS}/val.npy",
         vocab=f"{TOKENS}/vocab.parquet",
         code=script_code("attention"),
     output:

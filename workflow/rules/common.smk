@@ -270,7 +270,8 @@ def measure_params():
 
 
 def attention_params():
-    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed"]}
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed", "attention_fpr_models",
+                                     "attention_windows", "attention_functional_draws"]}
 
 
 def align_params():

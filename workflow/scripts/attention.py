@@ -1,4 +1,5 @@
-"""Entry point of rule attention: every head's token-space QK against the preceding-token PMI, with its null."""
+"""Entry point of rule attention: every head against the null over attention (token space and on validation text),
+the step-0 reference and the calibration (false-positive rate, planted head); the label-permutation test beside."""
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -9,9 +10,11 @@ from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
 
 log = start_log(snakemake.log[0])
 weights, meta = load_weights_npz(snakemake.input.weights)
+step0, _ = load_weights_npz(snakemake.input.step0)
 corpus = dict(counts=sp.load_npz(snakemake.input.bigrams), pi=np.load(snakemake.input.embeddings)["pi"],
               special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
-table, summary = attention_model(weights, corpus, int(meta["n_head"]), snakemake.params.attention)
+table, summary = attention_model(weights, corpus, int(meta["n_head"]), snakemake.params.attention, step0=step0,
+                                 val_ids=np.load(snakemake.input.val))
 table.to_parquet(snakemake.output.table, index=False)
 write_json(summary, snakemake.output.json)
 log.info("attention: %s", summary)
