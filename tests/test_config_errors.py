@@ -126,3 +126,24 @@ def test_three_schema_mistakes_in_one_short_message(tmp_path):
     assert "analysys: unknown key; did you mean 'analysis'?" in text
     assert "train.tokens: '20k' is not valid" in text
     assert "properties" not in output  # no schema dump
+
+
+@pytest.mark.parametrize("overrides, text, key", [
+    ({"train": {"tokens": 100}}, None, "train.tokens"),                      # less than one batch: config time
+    ({"model": {"context": 4096}, "train": {"tokens": 70000}}, None, "model.context"),  # found by the train job
+    ({"corpus": {"files": ["nine.txt"]}, "tokenizer": {"vocab_size": 5000}}, "to be or not to be that is the\n",
+     "model.d_model"),                                                          # a 9-word text: found by its jobs
+])
+def test_degenerate_inputs_stop_without_a_report(tmp_path, overrides, text, key):
+    workdir = make_workdir(tmp_path, overrides)
+    if text:
+        (workdir / "nine.txt").write_text(text)
+    proc = snakemake(workdir, "--cores", "2", "results/report.html", timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    # the first job to need it names what the corpus is too small for (with several, whichever job runs first)
+    assert key in output or "the corpus is too small for this configuration" in output, output[-3000:]
+    assert not (workdir / "results/report.html").exists() and not (workdir / "results/tiny/metrics.json").exists()
+    if (workdir / "results/tiny/tokens/meta.json").exists():  # a second run knows the corpus: stops before any job,
+        again = snakemake(workdir, "-n", "results/report.html", timeout=120)  # every problem in one message
+        assert again.returncode != 0 and key in again.stdout + again.stderr, (again.stdout + again.stderr)[-3000:]

@@ -66,9 +66,20 @@ def check_config():
         for path in matches:
             if os.path.getsize(path) == 0:
                 problems.append(("corpus.files", f"the file '{path}' is empty"))
+    problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
+    meta_path = f"results/{CORPUS}/tokens/meta.json"
+    if os.path.exists(meta_path):  # a later run: the corpus's size is known, check it before any job
+        import json
+
+        with open(meta_path) as f:
+            meta = json.load(f)
+        problems += corpus_problems(meta["n_train"], meta["n_val"], meta["vocab_size"], MODEL["context"],
+                                    MODEL["d_model"], ANALYSIS["top_n"], config["corpus"]["val_fraction"])
     if problems:
         raise WorkflowError("config error(s):\n" + "\n".join(f"  in '{key}': {msg}" for key, msg in problems))
 
+
+from corpus_weights.input_checks import budget_problems, corpus_problems
 
 derived_defaults()
 check_config()

@@ -15,8 +15,11 @@ rule train:
     params:
         model=MODEL,
         train=train_params,
+        val_fraction=config["corpus"]["val_fraction"],
         # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.
         state_dir=lambda wildcards: f"results/{CORPUS}/.train_state/{wildcards.run}",
+    wildcard_constraints:
+        run=registry_pattern(TRAINED),  # a run whose weights come from a file is never trained
     log:
         "results/{corpus}/logs/train/{run}.log",
     benchmark:
@@ -39,6 +42,8 @@ rule extract_weights:
     output:
         weights="results/{corpus}/weights/{run}/{snap}.npz",
         meta="results/{corpus}/weights/{run}/{snap}.json",
+    wildcard_constraints:
+        run=registry_pattern(TRAINED),  # a run from a file gets its weights file from its own rule (planted.smk)
     log:
         "results/{corpus}/logs/extract_weights/{run}.{snap}.log",
     benchmark:

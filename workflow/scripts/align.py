@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from corpus_weights.analysis import align_model
+from corpus_weights.input_checks import format_problems, map_problems
 from corpus_weights.tokenizing import special_token_ids
 from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
 
@@ -12,6 +13,9 @@ weights, _ = load_weights_npz(snakemake.input.weights)
 emb, cov = np.load(snakemake.input.embeddings), np.load(snakemake.input.covariance)
 corpus = dict(E_in=emb["E_in"], E_out=emb["E_out"], pi=emb["pi"], eigvecs=cov["eigvecs"],
               special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
+problems = map_problems(int((emb["pi"] > 0).sum()), int(snakemake.params.align["top_n"]), weights["W_E"].shape[1])
+if problems:
+    raise SystemExit(format_problems(problems, "the corpus is too small for this configuration"))
 arrays, summary = align_model(weights, corpus, snakemake.params.align)
 np.savez(snakemake.output.npz, **arrays)
 write_json(summary, snakemake.output.json)

@@ -6,12 +6,16 @@ import scipy.sparse as sp
 
 from corpus_weights import corpus_stats as cs
 from corpus_weights.ids import Spectrum
+from corpus_weights.input_checks import format_problems, width_problems
 from corpus_weights.spectra import spectrum_row
 from corpus_weights.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
 log.info("stage start: corpus statistics")
 vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
+problems = width_problems(vocab_size, int(snakemake.params.dim))
+if problems:
+    raise SystemExit(format_problems(problems, "the corpus is too small for this configuration"))
 ids = np.load(snakemake.input.train, mmap_mode="r")  # read chunk by chunk, never copied whole
 counts = cs.bigram_counts(ids, vocab_size)
 pi = cs.unigram_distribution(ids, vocab_size)

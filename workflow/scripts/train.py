@@ -3,12 +3,18 @@ import sys
 
 import torch
 
+from corpus_weights.input_checks import format_problems, split_problems
 from corpus_weights.model import GPTConfig
 from corpus_weights.training import TrainConfig, train_model
 from corpus_weights.workflow_io import read_json, start_log, usable_threads
 
 log = start_log(snakemake.log[0])
-vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
+meta = read_json(snakemake.input.meta)
+vocab_size = int(meta["vocab_size"])
+problems = split_problems(int(meta["n_train"]), int(meta["n_val"]), int(snakemake.params.model["context"]),
+                          float(snakemake.params.val_fraction))
+if problems:
+    raise SystemExit(format_problems(problems, "the corpus is too small for this configuration"))
 model_cfg = GPTConfig(vocab_size=vocab_size, **snakemake.params.model)
 train_cfg = TrainConfig(**snakemake.params.train, threads=usable_threads(snakemake.threads))
 log.info("model %s, training %s, torch %s", model_cfg, train_cfg, torch.__version__)
