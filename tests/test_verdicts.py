@@ -25,7 +25,8 @@ def basis_test(z=5.0, planted_z=6.0, share=0.60, null=0.50):
 
 def attention(sig=3, fn_sig=2, fpr=0.0, planted=True, step0=0):
     part = lambda s: dict(significant=s, positive=s, negative=0, step0_qk_significant=step0, fpr_heads=0.01,  # noqa
-                          fpr_models=fpr, planted_z=8.0 if planted else 1.0, planted_detected=planted)
+                          fpr_models=fpr, n_fpr_models=20, planted_z=8.0 if planted else 1.0,
+                          planted_detected=planted)
     return dict(heads=32, significant_bh=sig, token_space=part(sig), functional=part(fn_sig))
 
 
@@ -96,6 +97,7 @@ def test_corpus_basis_number_reproduces_like_for_like():
     (dict(sig=0, fn_sig=0, planted=False), R.NOT_DEMONSTRATED),       # nothing, but no power
     (dict(sig=0, fn_sig=2), R.NOT_DEMONSTRATED),                      # the functional test disagrees
     (dict(sig=3, fpr=0.2), R.NOT_DEMONSTRATED),                       # a rule with a false-positive rate of 20 %
+    (dict(sig=3, fpr=0.1), R.CONTRADICTED),                           # 2 of 20: within chance at 5 %
 ])
 def test_attention_conclusion(kw, expected):
     m = metrics(mains=[main(0, attention=kw), main(1, attention=kw)])
@@ -179,7 +181,7 @@ def test_each_gate_withholds_only_the_claims_that_need_it():
 
 @pytest.mark.parametrize("path, name", [
     (("corrected", "corpus_basis_test", "z_total"), "z_total"),
-    (("corrected", "corpus_basis_test", "planted_z"), "planted_z"),
+    (("corrected", "corpus_basis_test", "null_sd"), "null_sd"),
     (("corrected", "attention", "token_space", "fpr_models"), "fpr_models"),
     (("corrected", "attention", "functional"), "functional"),
     (("note_protocol", "l0_wq_alignment"), "l0_wq_alignment"),
@@ -223,3 +225,21 @@ def test_intervention_gate_reuses_g1s_rule():
     bad = intervention_metrics(copy.deepcopy(runs), ladder_unigram=5.5 + 0.29)
     assert not bad["gate"]["passed"] and bad["verdict"]["conclusion"] == R.WITHHELD
     assert "corpus-s0" in bad["gate"]["reason"]
+
+
+def test_fpr_consistency_by_the_binomial_tail():
+    # 20 models at 5 %: P(≥ 2) = 0.264, P(≥ 3) = 0.075, P(≥ 4) = 0.016
+    assert R.fpr_consistent(0.0, 20) and R.fpr_consistent(0.10, 20) and R.fpr_consistent(0.15, 20)
+    assert not R.fpr_consistent(0.20, 20) and not R.fpr_consistent(0.5, 20)
+    assert not R.fpr_consistent(0.10, 200)  # 20 of 200 is far above 5 %
+
+
+def test_corpus_basis_power_is_needed_only_when_nothing_is_found():
+    mm = [main(s, basis=dict(z=18.9, share=1.0, null=0.38)) for s in (0, 1)]
+    for m in mm:
+        m["corrected"]["corpus_basis_test"].update(planted_z=None, mde=None)  # no room to plant at a share of 1
+    assert verdicts(metrics(mains=mm))["corpus_basis"]["conclusion"] == R.SUPPORTED
+    for m in mm:
+        m["corrected"]["corpus_basis_test"]["z_total"] = 1.0
+    with pytest.raises(MissingValue, match="planted_z"):
+        verdicts(metrics(mains=mm))

@@ -21,7 +21,8 @@ VERDICT_THRESHOLDS = dict(
     reproduce_rel_tol=0.25,   # a note value reproduces when ours is within 25 % of it (relative)
     reproduce_abs_tol=0.1,    # ... or within 0.1 absolute for values near ±1 (the norm-matched R²)
     min_z=3.0,                # an effect is stated when z > 3 on its whole uncertainty
-    max_fpr=0.05,             # a decision rule is used only when its measured false-positive rate is ≤ 5 %
+    max_fpr=0.05,             # a decision rule is used only when its measured false-positive rate is ≤ 5 % ...
+    fpr_alpha=0.05,           # ... i.e. not significantly above it (one-sided binomial test over the models measured)
     l0_alpha=0.01,            # |cos| with a fixed direction is significant when its exact random-direction p < 0.01
     inside_null_z=3.0,        # a note-protocol cosine is "inside its null" when |z| < 3
 )
@@ -63,3 +64,13 @@ def within_tolerance(ours: float, note: float, t=VERDICT_THRESHOLDS, absolute: b
 
 def significant(z: float, t=VERDICT_THRESHOLDS) -> bool:
     return bool(z is not None and math.isfinite(z) and z > t["min_z"])
+
+
+def fpr_consistent(fpr: float, n_models: int, t=VERDICT_THRESHOLDS) -> bool:
+    """Is a false-positive rate measured on n_models null models consistent with ≤ max_fpr? With 20 models the rate
+    moves in steps of 0.05, so 2 false positives (0.10) are well within chance at 5 % (P = 0.26) while 4 are not
+    (P = 0.016): the rule is refused only when the measured rate is significantly above its bound."""
+    from scipy.stats import binom
+
+    k = int(round(fpr * n_models))
+    return bool(binom.sf(k - 1, n_models, t["max_fpr"]) >= t["fpr_alpha"])

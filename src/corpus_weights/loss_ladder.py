@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .residual_space import gelu, layernorm, n_layers
+from .residual_space import forward_logits, gelu, layernorm, n_layers
 
 LAMBDA_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
@@ -107,6 +107,38 @@ def position0_cross_entropy(weights: dict, val_ids: np.ndarray, chunk: int = 512
         sel = (inv >= s) & (inv < s + chunk)
         total += lp[inv[sel] - s, b[sel]].sum()
     return float(-total / a.size)
+
+
+# ----------------------------------------------------------------------------- the model's validation loss
+
+def eval_windows(n_tokens: int, eval_tokens: int, context: int) -> np.ndarray:
+    """Start offsets of the trainer's fixed, evenly spaced evaluation windows (about eval_tokens targets); the same
+    numbers as training.eval_windows, restated here so that the analysis side needs no torch (a test keeps the two
+    equal)."""
+    n_win = max(1, eval_tokens // context)
+    hi = n_tokens - context - 1
+    if hi <= 0:
+        raise ValueError(f"token file too short ({n_tokens}) for context {context}")
+    return np.linspace(0, hi, n_win).astype(np.int64)
+
+
+def validation_loss(weights: dict, val_ids: np.ndarray, n_head: int, context: int, eval_tokens: int,
+                    batch: int = 16) -> dict:
+    """The validation loss of a model that was not trained here (weights from a file): mean cross-entropy of every
+    target of the trainer's evaluation windows (same offsets, full context), by the float64 numpy forward pass
+    (residual_space.forward_logits). The trainer evaluates the same windows in its training dtype (fp32 or bf16
+    autocast), so the two agree to that dtype's rounding, not bit for bit."""
+    val_ids = np.asarray(val_ids, dtype=np.int64)
+    starts = eval_windows(val_ids.size, eval_tokens, context)
+    total, n = 0.0, 0
+    for s in range(0, starts.size, batch):
+        idx = starts[s:s + batch, None] + np.arange(context + 1)[None, :]
+        chunk = val_ids[idx]
+        logp = log_softmax(forward_logits(weights, chunk[:, :-1], n_head))
+        total -= np.take_along_axis(logp, chunk[:, 1:, None], axis=-1).sum()
+        n += chunk.shape[0] * context
+    return dict(val_loss=float(total / n), windows=int(starts.size), targets=int(n), context=int(context),
+                eval_tokens=int(eval_tokens), method="numpy float64 forward over the trainer's evaluation windows")
 
 
 def learned_fraction(h_unigram: float, h_bigram: float, ce_pos0: float) -> float:

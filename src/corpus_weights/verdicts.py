@@ -21,7 +21,8 @@ import math
 from scipy.stats import beta
 
 from .decision_rules import (CLAIM_GATES, CONTRADICTED, DOES_NOT_REPRODUCE, NOT_DEMONSTRATED, REPRODUCES, SUPPORTED,
-                             UNINFORMATIVE, VERDICT_THRESHOLDS as T, WITHHELD, significant, within_tolerance)
+                             UNINFORMATIVE, VERDICT_THRESHOLDS as T, WITHHELD, fpr_consistent, significant,
+                             within_tolerance)
 from .ids import Role, require
 
 
@@ -104,9 +105,11 @@ def basis_test(label: str, mm: dict) -> dict:
     """The corpus-basis test's numbers of one main model (corrected protocol, pooled non-embedding, headline K)."""
     t = require(mm["corrected"].get("corpus_basis_test"), "corpus_basis_test", f"models.{label}.corrected")
     where = f"models.{label}.corrected.corpus_basis_test"
-    return {k: require(t.get(k), k, where) for k in ("share", "null_mean", "null_sd", "split_sd", "total_sd",
-                                                     "z_total", "n_null_draws", "n_splits", "planted_delta",
-                                                     "planted_z")} | {"mde": t.get("mde")}
+    out = {k: require(t.get(k), k, where) for k in ("share", "null_mean", "null_sd", "split_sd", "total_sd", "z_total",
+                                                    "n_null_draws", "n_splits", "planted_delta")}
+    # the power is needed only when nothing was found; it cannot be measured when the share leaves no room to plant
+    # an increase (an aligned share of ~1): then it stays None and only "supported" can be concluded without it
+    return out | {"planted_z": t.get("planted_z"), "mde": t.get("mde")}
 
 
 def corpus_basis_verdict(m: dict, note: dict, gates: dict) -> dict:
@@ -117,7 +120,10 @@ def corpus_basis_verdict(m: dict, note: dict, gates: dict) -> dict:
                             f"models.{label}.note_protocol") for label, mm in mains)
     number = REPRODUCES if within_tolerance(np_r2["mean"], note["r2_corpus_linear"]) else DOES_NOT_REPRODUCE
     found = [significant(t["z_total"]) and t["share"] > t["null_mean"] for t in tests]
-    powered = [t["planted_z"] > T["min_z"] for t in tests]
+    if not all(found):  # the conclusion now rests on the power: it must have been measured
+        for (label, _), t in zip(mains, tests):
+            require(t["planted_z"], "planted_z", f"models.{label}.corrected.corpus_basis_test")
+    powered = [t["planted_z"] is not None and t["planted_z"] > T["min_z"] for t in tests]
     if all(found):
         conclusion = SUPPORTED
     elif not any(found) and all(powered):
@@ -141,7 +147,8 @@ def corpus_basis_verdict(m: dict, note: dict, gates: dict) -> dict:
             f", {mains[0][0]}); split-to-split sd {fmt(tests[0]['split_sd'])} (over {tests[0]['n_splits']} fit/test "
             f"splits); together ± {fmt(tests[0]['total_sd'])}")
     power = (f"a planted increase of {fmt(delta)} in the aligned share reaches z = "
-             f"{', '.join(fmt(t['planted_z'], 2) for t in tests)} ({'detected' if all(powered) else 'NOT detected'}); "
+             f"{', '.join(fmt(t['planted_z'], 2) for t in tests)} ({'detected' if all(powered) else 'NOT detected'}"
+             f"{'; not measurable where the share leaves no room' if any(t['planted_z'] is None for t in tests) else ''}); "
              f"smallest detectable increase {fmt(mde)} (z > {fmt(T['min_z'], 1)})")
     rule = (f"supported when every seed's aligned share exceeds its null by z > {fmt(T['min_z'], 1)} on the whole "
             f"uncertainty; contradicted when no seed does although a planted increase of {fmt(delta)} would be "
@@ -174,7 +181,7 @@ def attention_test(label: str, mm: dict) -> dict:
     for test in ("token_space", "functional"):
         part = require(a.get(test), test, where)
         for key in ("significant", "positive", "negative", "step0_qk_significant", "fpr_heads", "fpr_models",
-                    "planted_z", "planted_detected"):
+                    "n_fpr_models", "planted_z", "planted_detected"):
             out[f"{test}.{key}"] = require(part.get(key), key, f"{where}.{test}")
     return out
 
@@ -192,7 +199,7 @@ def attention_verdict(m: dict, note: dict, gates: dict) -> dict:
     np_ = m["note_protocol"]
     inside = _note_cosines_inside_null(np_)
     number = UNINFORMATIVE if inside else DOES_NOT_REPRODUCE
-    calibrated = all(t["token_space.fpr_models"] <= T["max_fpr"] for t in tests)
+    calibrated = all(fpr_consistent(t["token_space.fpr_models"], t["token_space.n_fpr_models"]) for t in tests)
     found = all(t["token_space.significant"] >= 1 for t in tests)
     nothing = all(t["token_space.significant"] == 0 and t["functional.significant"] == 0 for t in tests)
     powered = all(bool(t["token_space.planted_detected"]) for t in tests)
@@ -223,11 +230,20 @@ def attention_verdict(m: dict, note: dict, gates: dict) -> dict:
              f"reaches z = {', '.join(fmt(t['token_space.planted_z'], 2) for t in tests)} "
              f"({'detected' if powered else 'NOT detected'})")
     rule = (f"contradicted (attention does route by bigrams) when every seed has ≥ 1 head whose trained W_Q/W_K beat the "
-            f"null, with the rule's measured false-positive rate ≤ {fmt(T['max_fpr'], 2)}; supported when no head is "
+            f"null, with the rule's measured false-positive rate consistent with ≤ {fmt(T['max_fpr'], 2)} (one-sided "
+            f"binomial test at {fmt(T['fpr_alpha'], 2)} over the random-QK models); supported when no head is "
             f"significant in either test and a planted routing head is detected; otherwise not demonstrated")
+    pos = sum(t["token_space.positive"] for t in tests)
+    neg = sum(t["token_space.negative"] for t in tests)
+    fun = sum(t["functional.significant"] for t in tests)
     finding = {
-        CONTRADICTED: "Trained attention carries the corpus's preceding-token statistics beyond what random W_Q/W_K on "
-                      "the same embedding give: the note's cosines are inside their null and could not have shown it.",
+        CONTRADICTED: f"Trained attention carries the corpus's preceding-token statistics beyond what random W_Q/W_K on "
+                      f"the same embedding give ({pos} significant heads over seeds towards likely predecessors, {neg} "
+                      f"away from them); the note's cosines are inside their null and could not have shown it. "
+                      + (f"On real text, with positions and the residual stream, {fun} head(s) are significant."
+                         if fun else "On real text, with positions and the residual stream, no head is significant "
+                                     "(that test's planted head is detected with less margin): the effect is in the "
+                                     "heads' token-space form, not shown in the attention the model places on text."),
         SUPPORTED: "No head's trained W_Q/W_K route by the corpus's preceding-token statistics beyond random ones, "
                    "and the test detects a planted routing head at this size.",
         NOT_DEMONSTRATED: ("The decision rule's false-positive rate is above its bound on this run, so no conclusion."

@@ -68,11 +68,16 @@ def check_config():
                 problems.append(("corpus.files", f"the file '{path}' is empty"))
     problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
     meta_path = f"results/{CORPUS}/tokens/meta.json"
+    meta = None
     if os.path.exists(meta_path):  # a later run: the corpus's size is known, check it before any job
         import json
 
-        with open(meta_path) as f:
-            meta = json.load(f)
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):  # unreadable (e.g. being written): the jobs check it themselves
+            meta = None
+    if isinstance(meta, dict) and {"n_train", "n_val", "vocab_size"} <= set(meta):
         problems += corpus_problems(meta["n_train"], meta["n_val"], meta["vocab_size"], MODEL["context"],
                                     MODEL["d_model"], ANALYSIS["top_n"], config["corpus"]["val_fraction"])
     if problems:

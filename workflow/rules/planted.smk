@@ -2,10 +2,8 @@
 # model of the verdict calibration (config key `calibration`, docs/calibration.md) where extract_weights writes a
 # trained model's weights, and rule validation_loss evaluates such weights on the validation windows (the train log
 # gives a trained model's); align, measure, attention, fit_projections, metrics and report then run unchanged.
-# With `calibration` unset there is no such run and these rules plan nothing.
-
-ruleorder: plant_weights > extract_weights
-
+# With `calibration` unset there is no such run and these rules plan nothing. Rules train and extract_weights are
+# constrained to the trained runs, so a run from a file has exactly one producer of its weights.
 
 rule plant_weights:
     input:
