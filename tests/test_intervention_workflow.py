@@ -24,14 +24,14 @@ def test_intervention_section_on_the_tiny_run(tmp_path):
     assert len(iv["runs"]) == 8 and all("snapshot_000" in r["measures"]["aligned_share_by_snapshot"]
                                         for r in iv["runs"])
     verdict = next(v for v in metrics["verdicts"] if v["id"] == "intervention")
-    assert verdict["status"] in ("holds", "does not hold", "withheld")
+    assert verdict["status"] in ("supported", "contradicted", "not demonstrated", "withheld")
     assert (verdict["status"] == "withheld") == (not iv["gate"]["passed"])
     html = (workdir / "results/report.html").read_text()
     assert "Intervention: does starting in the corpus" in html and "corpus_permuted" in html
     # the corpus-initialised run really started from the corpus embedding, the random one did not
-    init = json.loads((workdir / "results/tiny/train/corpus-s0/summary.json").read_text())["train_config"]
-    assert init["init_embedding"].endswith("results/tiny/init/corpus.npy")
-    assert json.loads((workdir / "results/tiny/train/orig-s0/summary.json").read_text())["train_config"][
+    init = json.loads((workdir / "results/tiny/default/train/corpus-s0/summary.json").read_text())["train_config"]
+    assert init["init_embedding"].endswith("results/tiny/default/init/corpus.npy")
+    assert json.loads((workdir / "results/tiny/default/train/orig-s0/summary.json").read_text())["train_config"][
         "init_embedding"] is None
 
 

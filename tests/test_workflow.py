@@ -56,7 +56,9 @@ def test_gates_computed_and_a_failing_gate_withholds(finished_run):
         assert (v["status"] == "withheld") == bool(failed), v
         if failed:
             assert failed[0] in v["reason"] and "Withheld" in html
-    assert verdicts["depth"]["status"] in ("holds", "does not hold")  # no gate: always stated
+    assert all(v["number"] in ("reproduces", "does not reproduce", "reproduces (uninformative)")
+               for v in verdicts.values() if v["id"] != "intervention")  # the number is stated even when withheld
+    assert verdicts["depth"]["conclusion_ungated"] == "not demonstrated"  # one depth: never concluded
 
 
 def test_science_on_the_tiny_run(finished_run):
@@ -73,23 +75,23 @@ def test_science_on_the_tiny_run(finished_run):
     share0 = models["step0"]["corrected"]["projection_share"]
     assert abs(share0["random"] - metrics["K_over_d"]) < 0.05  # step 0's random share ≈ K/d
     # the second seed has its own seed and its own init
-    s0 = json.loads((finished_run / "results/tiny/train/orig-s0/summary.json").read_text())
-    s1 = json.loads((finished_run / "results/tiny/train/orig-s1/summary.json").read_text())
+    s0 = json.loads((finished_run / "results/tiny/default/train/orig-s0/summary.json").read_text())
+    s1 = json.loads((finished_run / "results/tiny/default/train/orig-s1/summary.json").read_text())
     assert (s0["seed"], s1["seed"]) == (0, 1) and s0["tokens"] == s1["tokens"]
-    w0 = np.load(finished_run / "results/tiny/weights/orig-s0/snapshot_000.npz")
-    w1 = np.load(finished_run / "results/tiny/weights/orig-s1/snapshot_000.npz")
+    w0 = np.load(finished_run / "results/tiny/default/weights/orig-s0/snapshot_000.npz")
+    w1 = np.load(finished_run / "results/tiny/default/weights/orig-s1/snapshot_000.npz")
     assert not np.array_equal(w0["L0.W_Q"], w1["L0.W_Q"])
     # recompute: the headline share and the seed mean from the per-model projection files
     K = metrics["K"]
     shares = []
     for run in ("orig-s0", "orig-s1"):
-        t = pd.read_parquet(finished_run / f"results/tiny/analysis/{run}/snapshot_100/projection/K{K}.parquet")
+        t = pd.read_parquet(finished_run / f"results/tiny/default/analysis/{run}/snapshot_100/projection/K{K}.parquet")
         sel = t[(t.basis == "corpus_aligned") & (t.target == "W") & (t.matrix == "pooled_nonembed")]
         shares.append(float(sel.share.iloc[0]))
     assert np.isclose(models["main-s0"]["corrected"]["projection_share"]["corpus_aligned"], shares[0])
     assert np.isclose(metrics["seeds"]["share_corpus"]["mean"], np.mean(shares))
     assert np.isclose(metrics["seeds"]["share_corpus"]["sd"], np.std(shares, ddof=1))
-    summary = json.loads((finished_run / "results/tiny/analysis/orig-s0/snapshot_100/summary.json").read_text())
+    summary = json.loads((finished_run / "results/tiny/default/analysis/orig-s0/snapshot_100/summary.json").read_text())
     assert summary["seed"] == 0 and summary["role"] == "main" and summary["step"] == s0["steps"]
     assert np.isclose(summary["ladder"]["val_loss"], s0["final_val_loss"])
 
@@ -129,13 +131,13 @@ def test_training_hyperparameter_reruns_train_not_corpus(finished_run):
 
 def test_killed_training_resumes_bit_identical(finished_run, tmp_path):
     workdir = make_workdir(tmp_path / "resume")
-    target = "results/tiny/train/orig-s0/final.safetensors"
+    target = "results/tiny/default/train/orig-s0/final.safetensors"
     crashed = snakemake(workdir, "--cores", "2", target, env={"CW_CRASH_AFTER_STEP": "40"})
     assert crashed.returncode != 0
     assert not (workdir / target).exists()
     resumed = snakemake(workdir, "--cores", "2", target)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    summary = json.loads((workdir / "results/tiny/train/orig-s0/summary.json").read_text())
+    summary = json.loads((workdir / "results/tiny/default/train/orig-s0/summary.json").read_text())
     assert summary["resumed_from_step"] == 40
     reference = load_file(str(finished_run / target))
     again = load_file(str(workdir / target))
@@ -169,12 +171,12 @@ def test_report_files_and_snakemake_report(finished_run):
     """The figures and full tables are files next to the page, and Snakemake's own report collects them."""
     import re
 
-    files = finished_run / "results/tiny/report_files"
+    files = finished_run / "results/tiny/default/report_files"
     assert {p.name for p in files.glob("*.png")} >= {"loss_ladder.png", "r2k.png", "head_heatmap.png"}
     for csv in ("per_matrix", "per_head", "weight_spectra", "runtimes"):
         assert (files / f"{csv}.csv").stat().st_size > 0
     # the corpus's own page and its copy at results/report.html both link to tables that exist
-    for page in (finished_run / "results/tiny/report.html", finished_run / "results/report.html"):
+    for page in (finished_run / "results/tiny/default/report.html", finished_run / "results/report.html"):
         links = re.findall(r'href="([^"#:]+\.csv)"', page.read_text())
         assert len(links) == 4 and all((page.parent / link).is_file() for link in links), (page, links)
     proc = snakemake(finished_run, "--report", "results/snakemake-report.zip", timeout=300)

@@ -35,7 +35,7 @@ def share_over_training(snapshots: dict, init: dict, corpus: dict, K: int, param
     """{snapshot: pooled non-embedding projection share onto the aligned corpus basis at K} (no nulls: this is a
     trajectory, compared between variants, not a test)."""
     out = {}
-    cheap = {**params, "map_null_draws": 0, "basis_null_draws": 0}
+    cheap = {**params, "map_null_draws": 0, "basis_null_draws": 0, "splits": 1}  # a trajectory: no uncertainty
     for snap, weights in snapshots.items():
         arrays, _ = align_model(weights, corpus, cheap)
         t = projection_table(weights, init, arrays["basis"], arrays["null_bases"], corpus["eigvecs"],
