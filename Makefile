@@ -41,7 +41,7 @@ bench-scale: $(STAMP)
 
 # The default-scale sweep (tokens/s, validation loss, learned fraction per candidate; benchmarks/scale_sweep.md).
 sweep: $(STAMP)
-	$(BIN)/snakemake --cores 2 results/shakespeare/tokens/meta.json
+	$(BIN)/snakemake --cores 2 results/shakespeare/default/tokens/meta.json
 	$(BIN)/python benchmarks/scale_sweep.py speed
 	$(BIN)/python benchmarks/scale_sweep.py train d128-c64-b32@600000 d96-c64-b32@750000 d96-c32-b64@750000 \
 		d128-c32-b64-lr5@600000 d64-c32-b64@900000

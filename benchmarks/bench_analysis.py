@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(repeats: int = 3) -> None:
-    stats, tokens = ROOT / "results/shakespeare/corpus_stats", ROOT / "results/shakespeare/tokens"
+    run = ROOT / "results/shakespeare/default"  # the default run's artifacts (make report)
+    stats, tokens = run / "corpus_stats", run / "tokens"
     emb, cov = np.load(stats / "embeddings.npz"), np.load(stats / "covariance.npz")
     corpus = dict(counts=sp.load_npz(stats / "bigram_counts.npz"), E_in=emb["E_in"], E_out=emb["E_out"],
                   pi=emb["pi"], eigvecs=cov["eigvecs"], special=[0])
-    w, meta = load_weights_npz(ROOT / "results/shakespeare/weights/orig-s0/snapshot_100.npz")
-    w0, _ = load_weights_npz(ROOT / "results/shakespeare/weights/orig-s0/snapshot_000.npz")
+    w, meta = load_weights_npz(run / "weights/orig-s0/snapshot_100.npz")
+    w0, _ = load_weights_npz(run / "weights/orig-s0/snapshot_000.npz")
     cfg = dict(top_n=2000, freq_bins=20, permutations=200, map_null_draws=100, basis_null_draws=50, headline_K=12,
                seed=0)
     ladder, val = read_json(stats / "ladder.json"), np.load(tokens / "val.npy")

@@ -45,7 +45,8 @@ def run_size(work: Path, vocab: int, tokens: int) -> dict:
                 "model": {"d_model": D_MODEL, "n_head": 8}, "analysis": {"K": [4, 8, 32], "headline_K": 32}}
     cfg = work / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump(override))
-    target = f"results/{name}/corpus_stats/spectra.parquet"
+    results = work / "results" / name / "default"  # the corpus's default experiment (config key `experiment`)
+    target = f"results/{name}/default/corpus_stats/spectra.parquet"
     subprocess.run(["rm", "-rf", str(work / "results" / name), str(work / "resources")], check=True)
     cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory", str(work),
            "--cores", str(len(os.sched_getaffinity(0))), target, "--configfile", str(cfg)]
@@ -55,13 +56,13 @@ def run_size(work: Path, vocab: int, tokens: int) -> dict:
     if proc.returncode:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-5000:])
     row = {"V": vocab, "tokens": tokens, "text_MB": text.stat().st_size / 1e6, "snakemake_wall_s": wall}
-    base = work / "results" / name / "benchmarks"
+    base = results / "benchmarks"
     for rule in RULES:
         frame = pd.read_csv(base / f"{rule}.tsv", sep="\t")
         row[f"{rule}_s"] = float(frame["s"].iloc[0])
         row[f"{rule}_rss_GB"] = float(frame["max_rss"].iloc[0]) / 1024
-    meta = json.loads((work / "results" / name / "tokens/meta.json").read_text())
-    stats_log = (work / "results" / name / "logs/corpus_stats.log").read_text()
+    meta = json.loads((results / "tokens/meta.json").read_text())
+    stats_log = (results / "logs/corpus_stats.log").read_text()
     nnz = re.search(r"V=\d+, (\d+) nonzero", stats_log)
     row.update(vocab_size=meta["vocab_size"], n_train=meta["n_train"], bigram_nnz=int(nnz.group(1)) if nnz else None)
     row["tokenize_plus_stats_s"] = row["tokenize_s"] + row["corpus_stats_s"]
@@ -90,7 +91,7 @@ def baseline(work: Path, vocab: int, tokens: int) -> dict:
     from corpus_weights.corpus_stats import ppmi, top_singular
 
     name = f"synthetic_v{vocab}_t{tokens}"
-    P = ppmi(sp.load_npz(work / "results" / name / "corpus_stats/bigram_counts.npz"))
+    P = ppmi(sp.load_npz(work / "results" / name / "default" / "corpus_stats/bigram_counts.npz"))
     t0 = time.perf_counter()
     U0, s0, _ = svds(P, k=D_MODEL, v0=np.random.default_rng(0).standard_normal(min(P.shape)), solver="arpack",
                      random_state=0)

@@ -5,7 +5,7 @@ models, and what each run cost).
 
     .venv/bin/python benchmarks/calibrate.py [--workdir DIR] [--noise 20] [--cores 2] [--out docs/calibration.md] [--render-only]
 
-Each case is one Snakemake run of `results/<corpus>/metrics.json` with `calibration: {recipe, seed}` merged over the
+Each case is one Snakemake run of `results/<corpus>/<experiment>/metrics.json` with `calibration: {recipe, seed}` merged over the
 base config (default config/tiny.yaml), all in one working directory (a temporary one unless --workdir is given;
 given, it is reused and Snakemake reruns only what is stale). The trained models (both main seeds, step 0, the
 shuffled control) are the same in every case, so they are trained and analysed once; a planted case reruns only
@@ -53,6 +53,14 @@ def conclusions(verdict: dict) -> tuple[str, str]:
     return gated, ("n/a" if gated == "withheld" else gated)
 
 
+def results_folder(cfg: dict) -> str:
+    """results/<corpus>/<experiment> of a config (the schema's default experiment where the config names none). Every
+    case runs in it, so the trained models are shared by all cases."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    experiment = cfg.get("experiment", schema["properties"]["experiment"]["default"])
+    return f"results/{cfg['corpus']['name']}/{experiment}"
+
+
 def copy_workflow(dest: Path, base_config: str) -> Path:
     """What a workflow run needs (not results/), modification times kept so that a reused directory reruns only
     what changed in the repository; the base config as config/calibrate.yaml."""
@@ -87,13 +95,13 @@ def case_file(workdir: Path, recipe: str | None, draw: int) -> Path:
     return workdir / "calibration" / f"{recipe or 'trained'}_d{draw}.json"
 
 
-def run_case(workdir: Path, recipe: str | None, draw: int, cores: int, corpus: str) -> dict:
+def run_case(workdir: Path, recipe: str | None, draw: int, cores: int, results_dir: str) -> dict:
     """One Snakemake run of metrics.json with `calibration: {recipe, seed: draw}`; returns (and keeps in the working
     directory's calibration/, for --render-only) its metrics, wall time and the jobs it ran."""
     case = {"calibration": {"recipe": recipe, "seed": draw}}
     (workdir / "config" / "calibration_case.yaml").write_text(yaml.safe_dump(case))
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [SNAKEMAKE, f"results/{corpus}/metrics.json", "--cores", str(cores),
+    cmd = [SNAKEMAKE, f"{results_dir}/metrics.json", "--cores", str(cores),
            "--configfile", "config/calibrate.yaml", "config/calibration_case.yaml"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
@@ -107,7 +115,7 @@ def run_case(workdir: Path, recipe: str | None, draw: int, cores: int, corpus: s
         case_file(workdir, recipe, draw).with_suffix(".log").write_text(text)
         result = dict(recipe=recipe, draw=draw, seconds=seconds, jobs=jobs, metrics=None, error=error)
     else:
-        metrics = json.loads((workdir / "results" / corpus / "metrics.json").read_text())
+        metrics = json.loads((workdir / results_dir / "metrics.json").read_text())
         result = dict(recipe=recipe, draw=draw, seconds=seconds, jobs=jobs, metrics=metrics, error=None)
     case_file(workdir, recipe, draw).parent.mkdir(exist_ok=True)
     case_file(workdir, recipe, draw).write_text(json.dumps(result))
@@ -268,12 +276,12 @@ def main(argv=None) -> int:
         ap.error("--render-only needs --workdir")
     workdir = args.workdir if args.render_only else copy_workflow(
         args.workdir or Path(tempfile.mkdtemp(prefix="calibrate-")), args.base_config)
-    corpus = yaml.safe_load((REPO / args.base_config).read_text())["corpus"]["name"]
+    results_dir = results_folder(yaml.safe_load((REPO / args.base_config).read_text()))
 
     def case(recipe, draw):
         if args.render_only:
             return json.loads(case_file(workdir, recipe, draw).read_text())
-        return run_case(workdir, recipe, draw, args.cores, corpus)
+        return run_case(workdir, recipe, draw, args.cores, results_dir)
 
     results = {}
     cases = [("trained", None)] + [(r, r) for r in args.recipes]

@@ -1,8 +1,8 @@
 """Scale sweep for the default run: tokens/s, validation loss and learned fraction g per candidate shape.
 
-Uses the project's own trainer (corpus_weights.training.train_model) on the default corpus's tokens
-(results/shakespeare/tokens, made by `snakemake results/shakespeare/tokens/meta.json`) and the loss ladder of
-corpus_weights.loss_ladder. Run on a quiet machine (nothing else running): the figures are throughput.
+Uses the project's own trainer (corpus_weights.training.train_model) on the default run's tokens
+(results/shakespeare/default/tokens, made by `snakemake results/shakespeare/default/tokens/meta.json`) and the loss
+ladder of corpus_weights.loss_ladder. Run on a quiet machine (nothing else running): the figures are throughput.
 
   python benchmarks/scale_sweep.py speed            # ~20 steps per shape: tokens/s at 1 and 2 threads
   python benchmarks/scale_sweep.py train NAME ...   # full runs of the named candidates (own cosine schedule each)
@@ -27,7 +27,7 @@ from corpus_weights.training import TrainConfig, build_optimizer, train_model, t
 from corpus_weights.weights import extract_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKENS = ROOT / "results/shakespeare/tokens"
+TOKENS = ROOT / "results/shakespeare/default/tokens"
 OUT = ROOT / "benchmarks/scale_sweep.jsonl"
 V = 15007
 

@@ -17,7 +17,7 @@ spec = importlib.util.spec_from_file_location("calibrate", REPO / "benchmarks" /
 calibrate = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(calibrate)
 
-T = "results/tiny"
+T = "results/tiny/default"
 # The jobs the default and the tiny config planned before runs could come from a file (and still must).
 TINY_JOBS = {"prepare_corpus": 1, "tokenize": 1, "corpus_ladder": 1, "corpus_stats": 1, "shuffle_tokens": 1,
              "train": 3, "extract_weights": 6, "align": 4, "attention": 4, "measure": 4, "fit_projections": 8,
@@ -176,8 +176,17 @@ def test_planted_models_reach_the_conclusions_they_were_built_for(tmp_path):
     workdir = calibrate.copy_workflow(tmp_path / "w", "config/tiny.yaml")
     summaries = {}
     for recipe in ("l0_aligned", "random"):
-        summaries[recipe] = calibrate.summarise(calibrate.run_case(workdir, recipe, 0, 2, "tiny"))
+        summaries[recipe] = calibrate.summarise(calibrate.run_case(workdir, recipe, 0, 2, T))
     assert calibrate.expectation_failures(summaries, []) == [], summaries
     assert summaries["l0_aligned"]["claims"]["l0_alignment"]["ungated"] == "supported"
     for claim, detection in calibrate.DETECTION.items():
         assert summaries["random"]["claims"][claim]["ungated"] != detection, claim
+
+
+def test_calibration_runs_in_the_base_configs_experiment_folder():
+    """Every case runs in one folder, results/<corpus>/<experiment> of the base config, so the trained models are
+    shared by all cases."""
+    import yaml
+
+    assert calibrate.results_folder(yaml.safe_load((REPO / "config/tiny.yaml").read_text())) == T
+    assert calibrate.results_folder({"corpus": {"name": "x"}, "experiment": "y"}) == "results/x/y"

@@ -143,7 +143,9 @@ def test_degenerate_inputs_stop_without_a_report(tmp_path, overrides, text, key)
     assert proc.returncode != 0
     # the first job to need it names what the corpus is too small for (with several, whichever job runs first)
     assert key in output or "the corpus is too small for this configuration" in output, output[-3000:]
-    assert not (workdir / "results/report.html").exists() and not (workdir / "results/tiny/metrics.json").exists()
-    if (workdir / "results/tiny/tokens/meta.json").exists():  # a second run knows the corpus: stops before any job,
-        again = snakemake(workdir, "-n", "results/report.html", timeout=120)  # every problem in one message
+    assert not (workdir / "results/report.html").exists()
+    assert not (workdir / "results/tiny/default/metrics.json").exists()
+    # a second run knows the corpus: stops before any job, every problem in one message
+    if (workdir / "results/tiny/default/tokens/meta.json").exists():
+        again = snakemake(workdir, "-n", "results/report.html", timeout=120)
         assert again.returncode != 0 and key in again.stdout + again.stderr, (again.stdout + again.stderr)[-3000:]

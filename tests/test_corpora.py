@@ -48,16 +48,17 @@ def test_each_corpus_keeps_its_own_results_and_report(two_corpora):
     project, _ = two_corpora
     assert sorted(os.listdir(project / "results")) == ["metrics.json", "mine", "report.html", "theirs"]
     for name in ("mine", "theirs"):
-        metrics = json.loads((project / "results" / name / "metrics.json").read_text())
+        folder = project / "results" / name / "default"  # the default experiment of each corpus
+        metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["corpus"]["name"] == name
-        assert name in (project / "results" / name / "report.html").read_text()
-        assert (project / "results" / name / "train/orig-s0/final.safetensors").is_file()
+        assert name in (folder / "report.html").read_text()
+        assert (folder / "train/orig-s0/final.safetensors").is_file()
         # the run-time table lists this corpus's jobs only, every one of them found
         jobs = {(row["rule"], row["job"]) for row in metrics["benchmarks"]}
         assert ("tokenize", name) in jobs and not any(other in job for _, job in jobs
                                                       for other in {"mine", "theirs"} - {name})
     # the two corpora give different models (nothing of one was reused for the other)
-    losses = [json.loads((project / "results" / n / "train/orig-s0/summary.json").read_text())["final_val_loss"]
+    losses = [json.loads((project / "results" / n / "default/train/orig-s0/summary.json").read_text())["final_val_loss"]
               for n in ("mine", "theirs")]
     assert losses[0] != losses[1]
 
@@ -65,7 +66,7 @@ def test_each_corpus_keeps_its_own_results_and_report(two_corpora):
 def test_top_level_report_is_the_configured_corpus(two_corpora):
     project, elsewhere = two_corpora
     top = json.loads((project / "results/metrics.json").read_text())
-    assert top == json.loads((project / "results/theirs/metrics.json").read_text())
+    assert top == json.loads((project / "results/theirs/default/metrics.json").read_text())
     # switching back to the first corpus plans only the copy of its (kept) report
     proc = run_from_outside(elsewhere, project, REPO / "config/tiny.yaml", project / "mine.yaml", dry=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,10 +16,11 @@ import pytest
 
 from workflow_helpers import make_workdir
 
-T = "results/tiny"
+T = "results/tiny/default"
 
 # Builds the DAG of results/report.html as `snakemake -n` would (the pinned Snakemake's API) and writes every job's
-# rule, wildcards, named inputs/outputs and params, and the resolved config, as JSON.
+# rule, wildcards, named inputs/outputs and params, and the resolved config, as JSON. Arguments: workdir, output file,
+# then the --configfile list (relative to workdir; default config/test.yaml).
 DUMP = r"""
 import json, sys
 from pathlib import Path
@@ -27,10 +28,11 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
 workdir, out = Path(sys.argv[1]), Path(sys.argv[2])
+configfiles = [workdir / c for c in (sys.argv[3:] or ["config/test.yaml"])]
 named = lambda nl: {k: (v if isinstance(v, str) else list(v)) for k, v in nl.items()}
 with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     wf_api = api.workflow(resource_settings=ResourceSettings(cores=1),
-                          config_settings=ConfigSettings(configfiles=[workdir / "config/test.yaml"]),
+                          config_settings=ConfigSettings(configfiles=configfiles),
                           snakefile=workdir / "Snakefile", workdir=workdir)
     wf_api.dag(dag_settings=DAGSettings(targets={"results/report.html"}))
     wf = wf_api._workflow

@@ -216,7 +216,8 @@ def spectra_metrics(spectra: pd.DataFrame, weight_spectra: pd.DataFrame) -> dict
 def run_card(data: dict, params: dict) -> tuple[dict, dict]:
     """metrics.json's `config` and `corpus` blocks: what was run, on what."""
     cfg, meta, manifest = data["cfg"], data["tokens_meta"], data["manifest"]
-    config = {"n_layer": cfg["model"]["n_layer"], "d_model": data["d"], "n_head": cfg["model"]["n_head"],
+    config = {"experiment": cfg["experiment"],
+              "n_layer": cfg["model"]["n_layer"], "d_model": data["d"], "n_head": cfg["model"]["n_head"],
               "context": cfg["model"]["context"], "vocab_size": meta["vocab_size"],
               "requested_vocab_size": meta.get("requested_vocab_size"), "vocab_shrunk": bool(meta.get("shrunk", False)),
               "seeds": list(cfg["train"]["seeds"]), "train_tokens": cfg["train"]["tokens"],

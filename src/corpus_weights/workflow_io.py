@@ -88,11 +88,13 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def publish_report(html_path, metrics_path, html_dest, metrics_dest, corpus: str) -> None:
-    """Copy one corpus's report page and metrics to the top of the results tree (results/report.html is always the
-    configured corpus's report; every corpus keeps its own under results/<corpus>/). The page embeds its figures;
-    only its links to the CSV tables are relative, so they are pointed into the corpus's folder."""
+def publish_report(html_path, metrics_path, html_dest, metrics_dest) -> None:
+    """Copy one experiment's report page and metrics to the top of the results tree (results/report.html is always the
+    configured experiment's report; every experiment of every corpus keeps its own under
+    results/<corpus>/<experiment>/). The page embeds its figures; only its links to the CSV tables are relative, so they are pointed into the
+    experiment's folder (its path relative to the copy's: <corpus>/<experiment>)."""
+    folder = Path(os.path.relpath(Path(html_path).parent, Path(html_dest).parent)).as_posix()
     html = Path(html_path).read_text(encoding="utf-8")
-    html = html.replace('href="report_files/', f'href="{corpus}/report_files/')
+    html = html.replace('href="report_files/', f'href="{folder}/report_files/')
     write_text(html, html_dest)
     write_text(Path(metrics_path).read_text(encoding="utf-8"), metrics_dest)

@@ -3,26 +3,23 @@
 # the weight spectra; `attention` tests every head; `fit_projections` is the cheap per-K part (K is a wildcard, so
 # adding a K plans only that K's jobs and the report).
 
-STATS = f"results/{CORPUS}/corpus_stats"
-TOKENS = f"results/{CORPUS}/tokens"
-
 
 rule align:
     input:
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        covariance=f"{STATS}/covariance.npz",
-        vocab=f"{TOKENS}/vocab.parquet",
+        weights=res("weights/{run}/{snap}.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
+        covariance=res("corpus_stats/covariance.npz"),
+        vocab=res("tokens/vocab.parquet"),
         code=script_code("align"),
     output:
-        npz="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
-        json="results/{corpus}/analysis/{run}/{snap}/alignment.json",
+        npz=res("analysis/{run}/{snap}/alignment.npz"),
+        json=res("analysis/{run}/{snap}/alignment.json"),
     params:
         align=align_params(),
     log:
-        "results/{corpus}/logs/align/{run}.{snap}.log",
+        res("logs/align/{run}.{snap}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/align/{run}.{snap}.tsv"
+        res("benchmarks/align/{run}.{snap}.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -36,23 +33,23 @@ rule align:
 rule measure:
     input:
         unpack(measure_run_inputs),
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        bigrams=f"{STATS}/bigram_counts.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        ladder=f"{STATS}/ladder.json",
-        val=f"{TOKENS}/val.npy",
-        vocab=f"{TOKENS}/vocab.parquet",
+        weights=res("weights/{run}/{snap}.npz"),
+        bigrams=res("corpus_stats/bigram_counts.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
+        ladder=res("corpus_stats/ladder.json"),
+        val=res("tokens/val.npy"),
+        vocab=res("tokens/vocab.parquet"),
         code=script_code("measure"),
     output:
-        summary="results/{corpus}/analysis/{run}/{snap}/summary.json",
-        weight_spectra="results/{corpus}/analysis/{run}/{snap}/weight_spectra.parquet",
+        summary=res("analysis/{run}/{snap}/summary.json"),
+        weight_spectra=res("analysis/{run}/{snap}/weight_spectra.parquet"),
     params:
         measure=measure_params(),
         identity=lambda wildcards: analysed_identity(wildcards.run, wildcards.snap),
     log:
-        "results/{corpus}/logs/measure/{run}.{snap}.log",
+        res("logs/measure/{run}.{snap}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/measure/{run}.{snap}.tsv"
+        res("benchmarks/measure/{run}.{snap}.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -65,22 +62,22 @@ rule measure:
 
 rule attention:
     input:
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        step0="results/{corpus}/weights/{run}/snapshot_000.npz",
-        bigrams=f"{STATS}/bigram_counts.npz",
-        embeddings=f"{STATS}/embeddings.npz",
-        val=f"{TOKENS}/val.npy",
-        vocab=f"{TOKENS}/vocab.parquet",
+        weights=res("weights/{run}/{snap}.npz"),
+        step0=res("weights/{run}/snapshot_000.npz"),
+        bigrams=res("corpus_stats/bigram_counts.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
+        val=res("tokens/val.npy"),
+        vocab=res("tokens/vocab.parquet"),
         code=script_code("attention"),
     output:
-        table="results/{corpus}/analysis/{run}/{snap}/attention.parquet",
-        json="results/{corpus}/analysis/{run}/{snap}/attention.json",
+        table=res("analysis/{run}/{snap}/attention.parquet"),
+        json=res("analysis/{run}/{snap}/attention.json"),
     params:
         attention=attention_params(),
     log:
-        "results/{corpus}/logs/attention/{run}.{snap}.log",
+        res("logs/attention/{run}.{snap}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/attention/{run}.{snap}.tsv"
+        res("benchmarks/attention/{run}.{snap}.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -93,20 +90,20 @@ rule attention:
 
 rule fit_projections:
     input:
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        init="results/{corpus}/weights/{run}/snapshot_000.npz",
-        alignment="results/{corpus}/analysis/{run}/{snap}/alignment.npz",
-        covariance=f"{STATS}/covariance.npz",
-        embeddings=f"{STATS}/embeddings.npz",
+        weights=res("weights/{run}/{snap}.npz"),
+        init=res("weights/{run}/snapshot_000.npz"),
+        alignment=res("analysis/{run}/{snap}/alignment.npz"),
+        covariance=res("corpus_stats/covariance.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
         code=script_code("fit_projections"),
     output:
-        table="results/{corpus}/analysis/{run}/{snap}/projection/K{K}.parquet",
+        table=res("analysis/{run}/{snap}/projection/K{K}.parquet"),
     params:
         projection=projection_params(),
     log:
-        "results/{corpus}/logs/fit_projections/{run}.{snap}.K{K}.log",
+        res("logs/fit_projections/{run}.{snap}.K{K}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/fit_projections/{run}.{snap}.K{K}.tsv"
+        res("benchmarks/fit_projections/{run}.{snap}.K{K}.tsv")
     threads: 1
     resources:
         mem_mb=2000,

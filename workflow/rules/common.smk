@@ -30,6 +30,21 @@ def validate_config():
 validate_config()
 LIBRARY_DIR = os.path.dirname(_spec.origin)
 CORPUS = config["corpus"]["name"]
+EXPERIMENT = config["experiment"]
+# Every result path is under results/<corpus>/<experiment>/ (so neither corpora nor experiments overwrite each other);
+# the prepared text, which depends on the corpus alone, is shared by the corpus's experiments under resources/corpus/.
+RESULTS = f"results/{CORPUS}/{EXPERIMENT}"
+CORPUS_TEXT = f"resources/corpus/{CORPUS}.txt"
+CORPUS_MANIFEST = f"resources/corpus/{CORPUS}.manifest.json"
+
+
+def res(path):
+    """The one way a rule or helper names a result: res("tokens/meta.json") is results/<corpus>/<experiment>/tokens/
+    meta.json. Wildcards in `path` ({run}, {snap}, {K}, {variant}) stay wildcards; pass an f-string for a concrete
+    file (res(f"train/{run}/log.parquet"))."""
+    return f"{RESULTS}/{path}"
+
+
 MODEL = config["model"]
 TRAIN = config["train"]
 CONTROLS = config["controls"]
@@ -67,7 +82,7 @@ def check_config():
             if os.path.getsize(path) == 0:
                 problems.append(("corpus.files", f"the file '{path}' is empty"))
     problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
-    meta_path = f"results/{CORPUS}/tokens/meta.json"
+    meta_path = res("tokens/meta.json")
     meta = None
     if os.path.exists(meta_path):  # a later run: the corpus's size is known, check it before any job
         import json
@@ -159,8 +174,7 @@ FROM_FILE = runs_from("file")
 INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
 
-wildcard_constraints:
-    corpus=CORPUS,  # one corpus per config; its name is in every result path, so corpora never collide
+wildcard_constraints:  # (corpus and experiment are not wildcards: res() writes them into every result path)
     run="|".join(RUNS),
     snap="snapshot_[0-9]{3}",
     K="[0-9]+",
@@ -256,7 +270,7 @@ def corpus_inputs(wildcards):
 
 def train_tokens(wildcards):
     name = "train_shuffled.npy" if RUNS[wildcards.run]["data"] == "shuffled" else "train.npy"
-    return f"results/{CORPUS}/tokens/{name}"
+    return res(f"tokens/{name}")
 
 
 def train_params(wildcards):
@@ -267,7 +281,7 @@ def train_params(wildcards):
     params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]
     init = RUNS[wildcards.run]["init"]
-    params["init_embedding"] = None if init == "random" else f"results/{CORPUS}/init/{init}.npy"
+    params["init_embedding"] = None if init == "random" else res(f"init/{init}.npy")
     return params
 
 
@@ -276,7 +290,7 @@ def train_inputs(wildcards):
     inputs = {"train": train_tokens(wildcards)}
     init = RUNS[wildcards.run]["init"]
     if init != "random":
-        inputs["init"] = f"results/{CORPUS}/init/{init}.npy"
+        inputs["init"] = res(f"init/{init}.npy")
     return inputs
 
 
@@ -299,11 +313,11 @@ def projection_params():
 
 
 def projection_files():
-    return [f"results/{CORPUS}/analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet" for e in ANALYSED for k in ANALYSIS["K"]]
+    return [res(f"analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet") for e in ANALYSED for k in ANALYSIS["K"]]
 
 
 def model_files(entry):
-    base = f"results/{CORPUS}/analysis/{entry['run']}/{entry['snap']}"
+    base = res(f"analysis/{entry['run']}/{entry['snap']}")
     return dict(summary=f"{base}/summary.json", alignment=f"{base}/alignment.json",
                 attention=f"{base}/attention.parquet", attention_summary=f"{base}/attention.json",
                 weight_spectra=f"{base}/weight_spectra.parquet",
@@ -314,12 +328,12 @@ def model_summaries(wildcards):
     """What metrics.json is assembled from: the corpus side, every run's log and summary, every analysed model's
     per-model files (declared inputs only; nothing is found by globbing)."""
     return {
-        "intervention": [f"results/{CORPUS}/intervention/{run}.json" for run in INTERVENTION],
-        "manifest": f"resources/corpus/{CORPUS}.manifest.json",
-        "tokens_meta": f"results/{CORPUS}/tokens/meta.json",
-        "spectra": f"results/{CORPUS}/corpus_stats/spectra.parquet",
-        "train_logs": [f"results/{CORPUS}/train/{run}/log.parquet" for run in TRAINED],
-        "train_summaries": [f"results/{CORPUS}/train/{run}/summary.json" for run in TRAINED],
+        "intervention": [res(f"intervention/{run}.json") for run in INTERVENTION],
+        "manifest": CORPUS_MANIFEST,
+        "tokens_meta": res("tokens/meta.json"),
+        "spectra": res("corpus_stats/spectra.parquet"),
+        "train_logs": [res(f"train/{run}/log.parquet") for run in TRAINED],
+        "train_summaries": [res(f"train/{run}/summary.json") for run in TRAINED],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
     }
@@ -331,12 +345,14 @@ def metrics_inputs(wildcards):
 
 def report_inputs(wildcards):
     """The figures and tables read the same per-model files; the numbers come from metrics.json."""
-    return {**model_summaries(wildcards), "metrics": f"results/{CORPUS}/metrics.json",
+    return {**model_summaries(wildcards), "metrics": res("metrics.json"),
             "code": script_code("report")}
 
 
 def benchmark_jobs():
-    """{rule, job, path} of every job whose run time the report lists: this corpus's and this config's jobs only."""
+    """{rule, job, path} of every job whose run time the report lists: this corpus's and this experiment's jobs only
+    (prepare_corpus's, whose text the corpus's experiments share, is found where it ran: under the experiment that
+    prepared the text first)."""
     jobs = [(rule, None) for rule in ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder")]
     if "shuffled" in {info["data"] for info in RUNS.values()}:
         jobs.append(("shuffle_tokens", None))
@@ -351,8 +367,8 @@ def benchmark_jobs():
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
     jobs += [("intervention", run) for run in INTERVENTION]
-    base = f"results/{CORPUS}/benchmarks"
-    return [dict(rule=rule, job=job or CORPUS, path=f"{base}/{rule}.tsv" if job is None else f"{base}/{rule}/{job}.tsv")
+    return [dict(rule=rule, job=job or CORPUS,
+                 path=res(f"benchmarks/{rule}.tsv") if job is None else res(f"benchmarks/{rule}/{job}.tsv"))
             for rule, job in jobs]
 
 
@@ -377,20 +393,19 @@ def measure_run_inputs(wildcards):
     """Where a model's validation loss comes from: a trained run's log (the trainer's evaluation at that step), or,
     for weights from a file, rule validation_loss (the same evaluation windows, by a numpy forward pass)."""
     if RUNS[wildcards.run]["source"] == "train":
-        return {"train_log": f"results/{CORPUS}/train/{wildcards.run}/log.parquet"}
-    return {"validation": f"results/{CORPUS}/analysis/{wildcards.run}/{wildcards.snap}/validation.json"}
+        return {"train_log": res(f"train/{wildcards.run}/log.parquet")}
+    return {"validation": res(f"analysis/{wildcards.run}/{wildcards.snap}/validation.json")}
 
 
 # What each planted recipe reads besides its base run's weights (so the DAG plans only that).
-STATS_DIR = f"results/{CORPUS}/corpus_stats"
 PLANT_RECIPE_INPUTS = {
-    "corpus_span": {"embeddings": f"{STATS_DIR}/embeddings.npz", "covariance": f"{STATS_DIR}/covariance.npz"},
-    "routing_qk": {"bigrams": f"{STATS_DIR}/bigram_counts.npz", "embeddings": f"{STATS_DIR}/embeddings.npz",
-                   "vocab": f"results/{CORPUS}/tokens/vocab.parquet"},
-    "l0_aligned": {"bigrams": f"{STATS_DIR}/bigram_counts.npz", "embeddings": f"{STATS_DIR}/embeddings.npz"},
+    "corpus_span": {"embeddings": res("corpus_stats/embeddings.npz"), "covariance": res("corpus_stats/covariance.npz")},
+    "routing_qk": {"bigrams": res("corpus_stats/bigram_counts.npz"), "embeddings": res("corpus_stats/embeddings.npz"),
+                   "vocab": res("tokens/vocab.parquet")},
+    "l0_aligned": {"bigrams": res("corpus_stats/bigram_counts.npz"), "embeddings": res("corpus_stats/embeddings.npz")},
     "random": {},
     "random_qk": {},
-    "shuffled_embedding": {"shuffled_embedding": f"results/{CORPUS}/init/shuffled_corpus.npy"},
+    "shuffled_embedding": {"shuffled_embedding": res("init/shuffled_corpus.npy")},
 }
 
 
@@ -398,7 +413,7 @@ def plant_inputs(wildcards):
     """The base run's final weights and its step 0 (the planted model's ΔW reference), and the recipe's corpus
     statistics."""
     info = RUNS[wildcards.run]
-    base = f"results/{CORPUS}/weights/{info['base']}"
+    base = res(f"weights/{info['base']}")
     return {"base": f"{base}/snapshot_100.npz", "base_init": f"{base}/snapshot_000.npz",
             **PLANT_RECIPE_INPUTS[info["recipe"]]}
 

@@ -6,14 +6,14 @@ rule prepare_corpus:
         files=corpus_inputs,
         code=script_code("prepare_corpus"),
     output:
-        text="resources/corpus/{corpus}.txt",
-        manifest="resources/corpus/{corpus}.manifest.json",
+        text=CORPUS_TEXT,
+        manifest=CORPUS_MANIFEST,
     params:
         files=config["corpus"]["files"],
     log:
-        "results/{corpus}/logs/prepare_corpus.log",
+        res("logs/prepare_corpus.log"),
     benchmark:
-        "results/{corpus}/benchmarks/prepare_corpus.tsv"
+        res("benchmarks/prepare_corpus.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -26,21 +26,21 @@ rule prepare_corpus:
 
 rule tokenize:
     input:
-        text="resources/corpus/{corpus}.txt",
+        text=CORPUS_TEXT,
         code=script_code("tokenize"),
     output:
-        train="results/{corpus}/tokens/train.npy",
-        val="results/{corpus}/tokens/val.npy",
-        vocab="results/{corpus}/tokens/vocab.parquet",
-        tokenizer="results/{corpus}/tokens/tokenizer.json",
-        meta="results/{corpus}/tokens/meta.json",
+        train=res("tokens/train.npy"),
+        val=res("tokens/val.npy"),
+        vocab=res("tokens/vocab.parquet"),
+        tokenizer=res("tokens/tokenizer.json"),
+        meta=res("tokens/meta.json"),
     params:
         tokenizer=config["tokenizer"],
         val_fraction=config["corpus"]["val_fraction"],
     log:
-        "results/{corpus}/logs/tokenize.log",
+        res("logs/tokenize.log"),
     benchmark:
-        "results/{corpus}/benchmarks/tokenize.tsv"
+        res("benchmarks/tokenize.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -53,16 +53,16 @@ rule tokenize:
 
 rule shuffle_tokens:
     input:
-        train="results/{corpus}/tokens/train.npy",
+        train=res("tokens/train.npy"),
         code=script_code("shuffle_tokens"),
     output:
-        shuffled="results/{corpus}/tokens/train_shuffled.npy",
+        shuffled=res("tokens/train_shuffled.npy"),
     params:
         seed=TRAIN["seeds"][0],
     log:
-        "results/{corpus}/logs/shuffle_tokens.log",
+        res("logs/shuffle_tokens.log"),
     benchmark:
-        "results/{corpus}/benchmarks/shuffle_tokens.tsv"
+        res("benchmarks/shuffle_tokens.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -75,23 +75,23 @@ rule shuffle_tokens:
 
 rule corpus_stats:
     input:
-        train="results/{corpus}/tokens/train.npy",
-        meta="results/{corpus}/tokens/meta.json",
+        train=res("tokens/train.npy"),
+        meta=res("tokens/meta.json"),
         code=script_code("corpus_stats"),
     output:
-        bigrams="results/{corpus}/corpus_stats/bigram_counts.npz",
-        embeddings="results/{corpus}/corpus_stats/embeddings.npz",
-        covariance="results/{corpus}/corpus_stats/covariance.npz",
-        spectra="results/{corpus}/corpus_stats/spectra.parquet",
+        bigrams=res("corpus_stats/bigram_counts.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
+        covariance=res("corpus_stats/covariance.npz"),
+        spectra=res("corpus_stats/spectra.parquet"),
     params:
         dim=MODEL["d_model"],
         alpha=ANALYSIS["ppmi_alpha"],
         power=ANALYSIS["svd_power"],
         seed=ANALYSIS["seed"],
     log:
-        "results/{corpus}/logs/corpus_stats.log",
+        res("logs/corpus_stats.log"),
     benchmark:
-        "results/{corpus}/benchmarks/corpus_stats.tsv"
+        res("benchmarks/corpus_stats.tsv")
     threads: 2
     resources:
         mem_mb=8000,
@@ -104,16 +104,16 @@ rule corpus_stats:
 
 rule corpus_ladder:
     input:
-        train="results/{corpus}/tokens/train.npy",
-        val="results/{corpus}/tokens/val.npy",
-        meta="results/{corpus}/tokens/meta.json",
+        train=res("tokens/train.npy"),
+        val=res("tokens/val.npy"),
+        meta=res("tokens/meta.json"),
         code=script_code("corpus_ladder"),
     output:
-        ladder="results/{corpus}/corpus_stats/ladder.json",
+        ladder=res("corpus_stats/ladder.json"),
     log:
-        "results/{corpus}/logs/corpus_ladder.log",
+        res("logs/corpus_ladder.log"),
     benchmark:
-        "results/{corpus}/benchmarks/corpus_ladder.tsv"
+        res("benchmarks/corpus_ladder.tsv")
     threads: 1
     resources:
         mem_mb=2000,

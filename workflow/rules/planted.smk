@@ -10,18 +10,18 @@ rule plant_weights:
         unpack(plant_inputs),
         code=script_code("plant_weights"),
     output:
-        weights="results/{corpus}/weights/{run}/snapshot_100.npz",
-        meta="results/{corpus}/weights/{run}/snapshot_100.json",
-        init="results/{corpus}/weights/{run}/snapshot_000.npz",
-        init_meta="results/{corpus}/weights/{run}/snapshot_000.json",
+        weights=res("weights/{run}/snapshot_100.npz"),
+        meta=res("weights/{run}/snapshot_100.json"),
+        init=res("weights/{run}/snapshot_000.npz"),
+        init_meta=res("weights/{run}/snapshot_000.json"),
     params:
         plant=plant_params,
     wildcard_constraints:
         run=registry_pattern(FROM_FILE),
     log:
-        "results/{corpus}/logs/plant_weights/{run}.log",
+        res("logs/plant_weights/{run}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/plant_weights/{run}.tsv"
+        res("benchmarks/plant_weights/{run}.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -34,19 +34,19 @@ rule plant_weights:
 
 rule validation_loss:
     input:
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        val=f"results/{CORPUS}/tokens/val.npy",
+        weights=res("weights/{run}/{snap}.npz"),
+        val=res("tokens/val.npy"),
         code=script_code("validation_loss"),
     output:
-        json="results/{corpus}/analysis/{run}/{snap}/validation.json",
+        json=res("analysis/{run}/{snap}/validation.json"),
     params:
         eval_tokens=TRAIN["eval_tokens"],
     wildcard_constraints:
         run=registry_pattern(FROM_FILE),
     log:
-        "results/{corpus}/logs/validation_loss/{run}.{snap}.log",
+        res("logs/validation_loss/{run}.{snap}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/validation_loss/{run}.{snap}.tsv"
+        res("benchmarks/validation_loss/{run}.{snap}.tsv")
     threads: 1
     resources:
         mem_mb=4000,

@@ -1,7 +1,8 @@
 # `metrics` assembles metrics.json (every number: gates, verdicts, seeds, run times) from the per-model files;
 # `report` only renders it: every table and figure of the note beside ours; its figures and full tables are also
-# written as files (results/<corpus>/report_files/), which `snakemake --report` collects.
-# Every corpus keeps its report under results/<corpus>/; results/report.html is a copy of the configured corpus's.
+# written as files (results/<corpus>/<experiment>/report_files/), which `snakemake --report` collects.
+# Every experiment of every corpus keeps its report under results/<corpus>/<experiment>/; results/report.html is a copy
+# of the configured one's.
 
 REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers", "matrix_layer_heatmap",
                   "head_heatmap", "spectra_heatmap"]
@@ -12,7 +13,7 @@ rule metrics:
     input:
         unpack(metrics_inputs),
     output:
-        metrics="results/{corpus}/metrics.json",
+        metrics=res("metrics.json"),
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
         runs=TRAINED,
@@ -22,9 +23,9 @@ rule metrics:
         config_hash=config_hash(),
         benchmarks=benchmark_jobs(),
     log:
-        "results/{corpus}/logs/metrics.log",
+        res("logs/metrics.log"),
     benchmark:
-        "results/{corpus}/benchmarks/metrics.tsv"
+        res("benchmarks/metrics.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -39,13 +40,13 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html="results/{corpus}/report.html",
+        html=res("report.html"),
         figures=[
-            report(f"results/{{corpus}}/report_files/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            report(res(f"report_files/{name}.png"), caption=f"../report/{name}.rst", category="Figures")
             for name in REPORT_FIGURES
         ],
         tables=[
-            report(f"results/{{corpus}}/report_files/{name}.csv", caption="../report/table.rst", category="Tables")
+            report(res(f"report_files/{name}.csv"), caption="../report/table.rst", category="Tables")
             for name in REPORT_TABLES
         ],
     params:
@@ -55,9 +56,9 @@ rule report:
         headline_K=ANALYSIS["headline_K"],
         config=config,
     log:
-        "results/{corpus}/logs/report.log",
+        res("logs/report.log"),
     benchmark:
-        "results/{corpus}/benchmarks/report.tsv"
+        res("benchmarks/report.tsv")
     threads: 1
     resources:
         mem_mb=2000,
@@ -70,16 +71,17 @@ rule report:
 
 rule current_report:
     input:
-        html=f"results/{CORPUS}/report.html",
-        metrics=f"results/{CORPUS}/metrics.json",
+        html=res("report.html"),
+        metrics=res("metrics.json"),
         code=script_code("current_report"),
     output:
         html="results/report.html",
         metrics="results/metrics.json",
     params:
         corpus=CORPUS,
+        experiment=EXPERIMENT,
     log:
-        f"results/{CORPUS}/logs/current_report.log",
+        res("logs/current_report.log"),
     localrule: True
     conda:
         "../envs/corpus-weights.yaml"

@@ -4,26 +4,26 @@
 rule train:
     input:
         unpack(train_inputs),
-        val=f"results/{CORPUS}/tokens/val.npy",
-        meta=f"results/{CORPUS}/tokens/meta.json",
+        val=res("tokens/val.npy"),
+        meta=res("tokens/meta.json"),
         code=script_code("train"),
     output:
-        final="results/{corpus}/train/{run}/final.safetensors",
-        snapshots=expand("results/{{corpus}}/train/{{run}}/snapshot_{pct:03d}.safetensors", pct=SNAPSHOT_PCTS),
-        log="results/{corpus}/train/{run}/log.parquet",
-        summary="results/{corpus}/train/{run}/summary.json",
+        final=res("train/{run}/final.safetensors"),
+        snapshots=expand(res("train/{{run}}/snapshot_{pct:03d}.safetensors"), pct=SNAPSHOT_PCTS),
+        log=res("train/{run}/log.parquet"),
+        summary=res("train/{run}/summary.json"),
     params:
         model=MODEL,
         train=train_params,
         val_fraction=config["corpus"]["val_fraction"],
         # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.
-        state_dir=lambda wildcards: f"results/{CORPUS}/.train_state/{wildcards.run}",
+        state_dir=lambda wildcards: res(f".train_state/{wildcards.run}"),
     wildcard_constraints:
         run=registry_pattern(TRAINED),  # a run whose weights come from a file is never trained
     log:
-        "results/{corpus}/logs/train/{run}.log",
+        res("logs/train/{run}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/train/{run}.tsv"
+        res("benchmarks/train/{run}.tsv")
     threads: 8
     resources:
         mem_mb=8000,
@@ -37,17 +37,17 @@ rule train:
 
 rule extract_weights:
     input:
-        model="results/{corpus}/train/{run}/{snap}.safetensors",
+        model=res("train/{run}/{snap}.safetensors"),
         code=script_code("extract_weights"),
     output:
-        weights="results/{corpus}/weights/{run}/{snap}.npz",
-        meta="results/{corpus}/weights/{run}/{snap}.json",
+        weights=res("weights/{run}/{snap}.npz"),
+        meta=res("weights/{run}/{snap}.json"),
     wildcard_constraints:
         run=registry_pattern(TRAINED),  # a run from a file gets its weights file from its own rule (planted.smk)
     log:
-        "results/{corpus}/logs/extract_weights/{run}.{snap}.log",
+        res("logs/extract_weights/{run}.{snap}.log"),
     benchmark:
-        "results/{corpus}/benchmarks/extract_weights/{run}.{snap}.tsv"
+        res("benchmarks/extract_weights/{run}.{snap}.tsv")
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,4 +1,5 @@
-"""Entry point of rule metrics: results/<corpus>/metrics.json from the per-model summaries (docs/metrics.md)."""
+"""Entry point of rule metrics: results/<corpus>/<experiment>/metrics.json from the per-model summaries
+(docs/metrics.md)."""
 from corpus_weights.metrics import collect_metrics, load_inputs
 from corpus_weights.workflow_io import start_log, write_json
 

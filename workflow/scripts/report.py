@@ -1,5 +1,5 @@
-"""Entry point of rule report: results/<corpus>/report.html (self-contained), its figures and full tables, from
-metrics.json and the per-model files."""
+"""Entry point of rule report: results/<corpus>/<experiment>/report.html (self-contained), its figures and full
+tables, from metrics.json and the per-model files."""
 from pathlib import Path
 
 from corpus_weights.report import build_report

@@ -1,4 +1,5 @@
-"""Entry point of rule train: one model per (data, seed); resumes from results/<corpus>/.train_state after a kill."""
+"""Entry point of rule train: one model per (data, seed); resumes from results/<corpus>/<experiment>/.train_state
+after a kill."""
 import sys
 
 import torch
