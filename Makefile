@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention test test-slurm bench bench-analysis bench-scale sweep mutants mutation clean-results
+.PHONY: report intervention test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,11 @@ sweep: $(STAMP)
 	$(BIN)/python benchmarks/scale_sweep.py speed
 	$(BIN)/python benchmarks/scale_sweep.py train d128-c64-b32@600000 d96-c64-b32@750000 d96-c32-b64@750000 \
 		d128-c32-b64-lr5@600000 d64-c32-b64@900000
+
+# Verdict calibration: planted models (true and false by construction) and 20 noise models through the workflow's own
+# rules on the tiny config; writes docs/calibration.md (~7-14 min on 2 cores).
+calibrate: $(STAMP)
+	$(BIN)/python benchmarks/calibrate.py
 
 clean-results:
 	rm -rf results .snakemake

@@ -246,12 +246,14 @@ def render(planted: dict, noise: list[dict], results: dict, noise_results: list[
               f"{meta['total_seconds'] / 60:.1f} min.", ""]
     lines += ["## The test over a subset", "",
               "`tests/test_calibration.py::test_planted_models_reach_the_conclusions_they_were_built_for` (slow; "
-              "about 2 min on 2 cores) runs `l0_aligned` (true by construction) and `random` (false) through the "
-              "workflow on the tiny config and asserts that `expectation_failures` finds nothing. Checked once by hand "
-              "with the L0 decision rule inverted (`verdicts.l0_verdict`: `if all(p < alpha for p in ps)` → "
-              "`if all(p >= alpha for p in ps)`, in a copy of the library put first on PYTHONPATH): the test fails "
+              "about 1 min on 2 idle cores) runs `corpus_span`, `routing_qk`, `l0_aligned` (each true by construction "
+              "for one claim) and `random` (false for every claim) through the workflow on the tiny config and asserts "
+              "that `expectation_failures` finds nothing. Checked by hand with a decision rule inverted: the L0 rule "
+              "(`verdicts.l0_verdict`: `if all(p < alpha for p in ps)` → `if all(p >= alpha for p in ps)`) fails it "
               "with `l0_aligned: l0_alignment is 'not demonstrated', built to be 'supported'` and `random: "
-              "l0_alignment is 'supported' (a false positive)`.", ""]
+              "l0_alignment is 'supported' (a false positive)`; the corpus-basis rule (`if all(found)` → "
+              "`if not all(found)`) with `corpus_span: corpus_basis is 'not demonstrated', built to be 'supported'`.",
+              ""]
     problems = meta["problems"]
     lines += ["## Expectations", ""]
     lines += ([f"- ✗ {p}" for p in problems] if problems else

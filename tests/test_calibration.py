@@ -170,14 +170,16 @@ def test_expectations_catch_a_missed_planted_case_and_a_false_positive():
 
 @pytest.mark.slow
 def test_planted_models_reach_the_conclusions_they_were_built_for(tmp_path):
-    """Tiny config, two recipes through the workflow's own rules (the trained base models shared): l0_aligned (true by
-    construction for the L0-alignment claim) and random (false for every claim). Fails when a decision rule is
-    inverted (docs/calibration.md names the one tried)."""
+    """Tiny config, four recipes through the workflow's own rules (the trained base models shared): corpus_span,
+    routing_qk and l0_aligned (each true by construction for one claim) and random (false for every claim). Fails when
+    a decision rule is inverted (docs/calibration.md names the one tried)."""
     workdir = calibrate.copy_workflow(tmp_path / "w", "config/tiny.yaml")
     summaries = {}
-    for recipe in ("l0_aligned", "random"):
+    for recipe in ("corpus_span", "routing_qk", "l0_aligned", "random"):
         summaries[recipe] = calibrate.summarise(calibrate.run_case(workdir, recipe, 0, 2, T))
     assert calibrate.expectation_failures(summaries, []) == [], summaries
+    assert summaries["corpus_span"]["claims"]["corpus_basis"]["ungated"] == "supported"
+    assert summaries["routing_qk"]["claims"]["attention"]["ungated"] == "contradicted"
     assert summaries["l0_aligned"]["claims"]["l0_alignment"]["ungated"] == "supported"
     for claim, detection in calibrate.DETECTION.items():
         assert summaries["random"]["claims"][claim]["ungated"] != detection, claim
