@@ -8,7 +8,8 @@ import corpus_weights
 
 PKG = Path(corpus_weights.__file__).parent
 TORCH_MODULES = {"model", "training", "weights", "hardware"}
-LEAVES = {"linalg", "workflow_io", "note_values", "circuits", "hardware"}
+LEAVES = {"linalg", "workflow_io", "note_values", "circuits", "hardware", "ids", "decision_rules", "input_checks",
+          "config_check"}
 
 
 def imports():

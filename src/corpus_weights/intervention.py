@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from .analysis import align_model, projection_table
+from .ids import Basis, Pooled, Target
 from .loss_ladder import model_ladder
 
 RANDOM_FINAL_FRACTION = 1.02  # "reached the random-init run's final loss, within 2 %"
@@ -40,7 +41,7 @@ def share_over_training(snapshots: dict, init: dict, corpus: dict, K: int, param
         arrays, _ = align_model(weights, corpus, cheap)
         t = projection_table(weights, init, arrays["basis"], arrays["null_bases"], corpus["eigvecs"],
                              corpus["pi"] @ corpus["E_in"], corpus["pi"], K, random_draws=0, seed=int(params["seed"]))
-        row = t[(t.basis == "corpus_aligned") & (t.target == "W") & (t.matrix == "pooled_nonembed")]
+        row = t[(t.basis == Basis.CORPUS_ALIGNED) & (t.target == Target.W) & (t.matrix == Pooled.NONEMBED)]
         out[snap] = float(row["share"].iloc[0])
     return out
 

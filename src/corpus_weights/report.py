@@ -20,14 +20,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import report_tables as tables  # noqa: E402
+from .ids import Basis, Pooled  # noqa: E402
 from .metrics import collect_metrics, load_inputs  # noqa: E402
 from .note_values import NOTE  # noqa: E402
 from .report_tables import html_table as _table  # noqa: E402
 from .verdicts import fmt as _fmt  # noqa: E402
 
 BASIS_LABELS = {
-    "corpus_aligned": "corpus basis, aligned through the vocabulary",
-    "corpus_null": "its null: corpus token identities scrambled (±2 sd)",
+    Basis.CORPUS_ALIGNED: "corpus basis, aligned through the vocabulary",
+    Basis.CORPUS_NULL: "its null: corpus token identities scrambled (±2 sd)",
     "random": "random basis (mean over draws)",
     "we_pca": "W_E's own PCA",
     "own_pca": "the weights' own PCA (upper bound)",
@@ -82,9 +83,9 @@ def matrix_layer_heatmap(proj: pd.DataFrame, K: int) -> bytes:
     for i, m in enumerate(rows):
         for j, layer in enumerate(layers):
             cell = sel[(sel.matrix == m) & (sel.layer == layer)].set_index("basis")
-            if {"corpus_aligned", "corpus_null"} <= set(cell.index):
-                values[i, j] = cell.loc["corpus_aligned", "share"] - cell.loc["corpus_null", "share"]
-                marks[i, j] = bool(cell.loc["corpus_aligned", "p_vs_null"] < 0.05)
+            if {Basis.CORPUS_ALIGNED, Basis.CORPUS_NULL} <= set(cell.index):
+                values[i, j] = cell.loc[Basis.CORPUS_ALIGNED, "share"] - cell.loc[Basis.CORPUS_NULL, "share"]
+                marks[i, j] = bool(cell.loc[Basis.CORPUS_ALIGNED, "p_vs_null"] < 0.05)
     return _heatmap(values, rows, [f"L{x}" for x in layers], f"aligned share − its null (K = {K}); * p < 0.05",
                     "share above null", "RdBu_r", center=0.0, marks=marks, digits=3)
 
@@ -192,13 +193,13 @@ def _ladder_figure(models: dict) -> bytes:
 
 def _r2k_figure(proj: pd.DataFrame, d: int, target: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    pooled = proj[(proj.matrix == "pooled_nonembed") & (proj.target == target)]
+    pooled = proj[(proj.matrix == Pooled.NONEMBED) & (proj.target == target)]
     for basis, label in BASIS_LABELS.items():
         sel = pooled[pooled.basis == basis].sort_values("K")
         if sel.empty:
             continue
         ax.plot(sel["K"], sel["share"], "o-", label=label, ms=3)
-        if basis in ("random", "corpus_null") and "share_sd" in sel:
+        if basis in (Basis.RANDOM, Basis.CORPUS_NULL) and "share_sd" in sel:
             ax.fill_between(sel["K"], sel["share"] - 2 * sel["share_sd"], sel["share"] + 2 * sel["share_sd"], alpha=0.2)
     ks = np.array(sorted(pooled["K"].unique()))
     if len(ks):

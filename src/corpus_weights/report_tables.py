@@ -9,6 +9,7 @@ import html
 
 import pandas as pd
 
+from .ids import Basis
 from .note_values import NOTE
 from .verdicts import fmt, pm
 
@@ -100,8 +101,8 @@ def control_rows(metrics: dict, labels: list[str], K: int) -> list[dict]:
             "unigram r": pc["unigram"]["r"], "direct/full": pc.get("direct_over_full"),
             "map held-out R²": vm["vocab_map_heldout_r2"], "map null mean": null.get("mean"), "map p": null.get("p"),
             "Procrustes cos": c["procrustes"]["heldout_cos"], "CKA (debiased)": c["cka"]["debiased"],
-            f"share corpus (K={K})": c["projection_share"]["corpus_aligned"],
-            "share null": c["projection_share"]["corpus_null"], "p vs null": c["projection_share_p_vs_null"],
+            f"share corpus (K={K})": c["projection_share"][Basis.CORPUS_ALIGNED],
+            "share null": c["projection_share"][Basis.CORPUS_NULL], "p vs null": c["projection_share_p_vs_null"],
             "share W_E PCA": c["projection_share"]["we_pca"],
             "heads beyond random QK (BH)": f"{c['attention']['token_space']['significant']}/{c['attention']['heads']}",
             "heads, on text (BH)": f"{c['attention']['functional']['significant']}/{c['attention']['heads']}"})
@@ -111,9 +112,9 @@ def control_rows(metrics: dict, labels: list[str], K: int) -> list[dict]:
 def per_matrix_rows(proj: pd.DataFrame, K: int) -> list[dict]:
     """Main model, per weight matrix and layer: share in each basis at the headline K, normalised score, p."""
     at_k = proj[(proj.K == K) & (proj.target == "W")]
-    sel = at_k[at_k.basis.isin(["corpus_aligned", "corpus_null", "random", "own_pca"])]
+    sel = at_k[at_k.basis.isin([Basis.CORPUS_ALIGNED, Basis.CORPUS_NULL, Basis.RANDOM, Basis.OWN_PCA])]
     wide = sel.pivot_table(index=["matrix", "layer"], columns="basis", values="share").reset_index()
-    extra = at_k[at_k.basis == "corpus_aligned"][["matrix", "layer", "normalised", "p_vs_null"]]
+    extra = at_k[at_k.basis == Basis.CORPUS_ALIGNED][["matrix", "layer", "normalised", "p_vs_null"]]
     return wide.merge(extra, on=["matrix", "layer"], how="left").to_dict("records")
 
 
