@@ -243,3 +243,16 @@ def test_corpus_basis_power_is_needed_only_when_nothing_is_found():
         m["corrected"]["corpus_basis_test"]["z_total"] = 1.0
     with pytest.raises(MissingValue, match="planted_z"):
         verdicts(metrics(mains=mm))
+
+
+@pytest.mark.parametrize("control, expected", [(0, R.CONTRADICTED), (2, R.CONTRADICTED), (16, R.NOT_DEMONSTRATED)])
+def test_attention_routing_only_beyond_the_token_shuffled_control(control, expected):
+    """A shuffled-corpus model cannot learn bigram routing: heads it shows are what the test finds without bigrams."""
+    m = metrics(mains=[main(0, attention=dict(sig=10)), main(1, attention=dict(sig=16))])
+    m["models"]["shuffled"] = {"role": "shuffled", "corrected": {"attention": attention(sig=control)},
+                               "note_protocol": {}}
+    v = verdicts(m)["attention"]
+    assert v["conclusion"] == expected, v["finding"]
+    assert f"token-shuffled control (shuffled): {control} / 32" in v["statistic"]
+    if expected == R.NOT_DEMONSTRATED:
+        assert "cannot learn bigram routing, shows 16" in v["finding"]

@@ -49,6 +49,10 @@ def _share(proj: pd.DataFrame, K: int, basis: str, target=Target.W, matrix=Poole
     return None if pd.isna(value) else float(value)
 
 
+def _count(value):
+    return None if value is None else int(value)
+
+
 def corpus_basis_test(proj: pd.DataFrame, K: int) -> dict:
     """The corpus-basis test at the headline K (pooled non-embedding matrices, target W): the aligned share, its
     basis null, the split-to-split spread, z on the whole uncertainty, and the power measured by a planted increase
@@ -59,8 +63,9 @@ def corpus_basis_test(proj: pd.DataFrame, K: int) -> dict:
     detected = aligned("planted_detected")
     return dict(share=aligned("share"), null_mean=_share(proj, K, Basis.CORPUS_NULL),
                 null_sd=_share(proj, K, Basis.CORPUS_NULL, column="share_sd"),
-                n_null_draws=_share(proj, K, Basis.CORPUS_NULL, column="n_draws"),
-                split_sd=aligned("share_splits_sd"), n_splits=aligned("n_splits"), total_sd=aligned("share_total_sd"),
+                n_null_draws=_count(_share(proj, K, Basis.CORPUS_NULL, column="n_draws")),
+                split_sd=aligned("share_splits_sd"), n_splits=_count(aligned("n_splits")),
+                total_sd=aligned("share_total_sd"),
                 z_total=aligned("z_total"), p_vs_null=aligned("p_vs_null"), planted_delta=aligned("planted_delta"),
                 planted_z=aligned("planted_z"), planted_detected=None if detected is None else bool(detected),
                 mde=aligned("mde"))
