@@ -257,6 +257,8 @@ def _gate_rows(gates: dict) -> list[dict]:
 def gate_table(gates: dict) -> str:
     """The gate panel: pass / FAIL coloured, and for a failing gate what to change."""
     rows = _gate_rows(gates)
+    if all(r["status"] == "pass" for r in rows):
+        rows = [{k: v for k, v in r.items() if k != "what to change"} for r in rows]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join(
         "<tr>" + "".join(f'<td class="{"pass" if r["status"] == "pass" else "fail"}">{html.escape(v)}</td>'
