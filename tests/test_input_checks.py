@@ -24,3 +24,16 @@ def test_too_few_distinct_tokens_for_the_width_and_the_map():
     assert map_problems(300, 100, 32) == []  # the tiny config: 100 ≥ 64
     (key, _), = map_problems(300, 100, 64)
     assert key == "analysis.top_n"
+
+
+def test_results_page_on_a_run_without_the_intervention_says_so_without_a_traceback(tmp_path, capsys):
+    import json
+
+    from corpus_weights.results_page import main
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"config": {}, "corpus": {}}))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "config/intervention.yaml" in err and "Traceback" not in err
+    assert main([str(tmp_path / "missing.json")]) == 2

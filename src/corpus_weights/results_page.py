@@ -55,5 +55,17 @@ def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: python -m corpus_weights.results_page results/metrics.json [wall time]", file=sys.stderr)
+        return 2
+    try:
+        print(intervention_markdown(read_json(argv[0]), argv[1] if len(argv) > 1 else None))
+    except (OSError, ValueError) as err:  # a missing file, or a run without the intervention experiment
+        print(f"results_page: {argv[0]}: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    print(intervention_markdown(read_json(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
+    sys.exit(main(sys.argv[1:]))
