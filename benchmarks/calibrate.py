@@ -37,7 +37,8 @@ import yaml
 from corpus_weights.planted import BUILT_FOR, RECIPES, TRUE_BY_CONSTRUCTION
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+sys.path.insert(0, str(REPO / "tests"))
+from workflow_helpers import SNAKEMAKE, job_counts  # noqa: E402  (one parser of Snakemake's job-stats table)
 # claim -> the conclusion that means "the test detected the planted structure" (what the planted-true case must reach
 # and no noise model may): for the attention claim ("attention does NOT learn routing") that is "contradicted".
 DETECTION = {claim: conclusion for built in BUILT_FOR.values() for claim, conclusion in built.items()}
@@ -70,25 +71,6 @@ def copy_workflow(dest: Path, base_config: str) -> Path:
         shutil.copytree(REPO / folder, dest / folder, dirs_exist_ok=True)
     shutil.copy2(REPO / base_config, dest / "config" / "calibrate.yaml")
     return dest
-
-
-def job_counts(text: str) -> dict[str, int]:
-    """Rules and job counts from the job-stats table Snakemake prints before it runs."""
-    counts, in_table = {}, False
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-            continue
-        if in_table:
-            if len(parts) == 2 and parts[1].isdigit():
-                if parts[0] != "total":
-                    counts[parts[0]] = int(parts[1])
-            elif parts and set(parts[0]) <= {"-"}:
-                continue
-            elif counts:
-                break
-    return counts
 
 
 def case_file(workdir: Path, recipe: str | None, draw: int) -> Path:

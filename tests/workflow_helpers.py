@@ -55,7 +55,11 @@ def planned_rules(workdir: Path, *args: str, configfile: str = "config/test.yaml
     """Rules (and job counts) a dry run would execute, parsed from Snakemake's job-stats table."""
     proc = snakemake(workdir, *args, "-n", "--quiet", "rules", configfile=configfile)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    text = proc.stdout + proc.stderr
+    return job_counts(proc.stdout + proc.stderr)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Rules and job counts from the job-stats table Snakemake prints before it runs (or plans)."""
     counts: dict[str, int] = {}
     in_table = False
     for line in text.splitlines():

@@ -6,8 +6,6 @@ plotting, no HTML (that is `report`).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -16,17 +14,11 @@ from .gates import evaluate_gates
 from .ids import CORPUS_SPECTRA, WE_COVARIANCE, Basis, MissingValue, Pooled, Role, Target
 from .intervention import paired_differences
 from .note_values import NOTE
-from .verdicts import all_verdicts, intervention_verdict
+from .spectra import depth_heuristic
+from .verdicts import all_verdicts, intervention_verdict, mean_sd
 from .workflow_io import read_json
 
 ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
-
-
-def _mean_sd(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None, None
-    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
 def load_model_results(files: dict) -> dict:
@@ -145,8 +137,8 @@ def seed_statistics(models: dict) -> dict:
     }
     out = {}
     for key, get in getters.items():
-        mean, sd = _mean_sd([get(mm["corrected"]) for mm in mains])
-        out[key] = {"mean": mean, "sd": sd, "n_seeds": len(mains)}
+        stat = mean_sd(get(mm["corrected"]) for mm in mains)
+        out[key] = {"mean": stat["mean"], "sd": stat["sd"], "n_seeds": len(mains)}
     draw_sd = [mm["corrected"]["projection_share_sd"][Basis.CORPUS_NULL] for mm in mains]
     out["share_corpus_null_draw_sd"] = (float(np.mean(draw_sd)) if draw_sd and None not in draw_sd else None)
     ps = [mm["corrected"]["projection_share_p_vs_null"] for mm in mains]
@@ -158,8 +150,8 @@ def seed_statistics(models: dict) -> dict:
 
 
 def _stat(values) -> dict:
-    mean, sd = _mean_sd(values)
-    return {"mean": mean, "sd": sd}
+    stat = mean_sd(values)
+    return {"mean": stat["mean"], "sd": stat["sd"]}
 
 
 def intervention_metrics(runs: list[dict], ladder_unigram: float | None) -> dict:
@@ -214,7 +206,7 @@ def spectra_metrics(spectra: pd.DataFrame, weight_spectra: pd.DataFrame) -> dict
     out["pr_we_cov"] = spectrum(weight_spectra, WE_COVARIANCE, "the main model's weight_spectra.parquet")
     for key in ["symmetric", "symmetric_abs", "ppmi", "sigma_e", "we_cov"]:
         pr = out[f"pr_{key}"]
-        out[f"L_opt_{key}"] = None if pr is None else int(math.ceil(pr / 3))
+        out[f"L_opt_{key}"] = None if pr is None else depth_heuristic(pr)
     return out
 
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from scipy.stats import beta
 
 from .decision_rules import (CLAIM_GATES, CONTRADICTED, DOES_NOT_REPRODUCE, NOT_DEMONSTRATED, REPRODUCES, SUPPORTED,
                              UNINFORMATIVE, VERDICT_THRESHOLDS as T, WITHHELD, fpr_consistent, significant,
                              within_tolerance)
 from .ids import Role, require
+from .spectra import depth_heuristic
 
 
 def fmt(value, digits=3) -> str:
@@ -54,11 +56,12 @@ def pm(stat: dict, digits=3, spans: str | None = None) -> str:
 
 
 def mean_sd(values) -> dict:
-    values = [float(v) for v in values]
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return {"mean": mean, "sd": sd, "n": n}
+    """{mean, sd (ddof 1; None with one value), n} of the finite values given (None and NaN left out)."""
+    values = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": None, "sd": None, "n": 0}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "sd": sd, "n": len(values)}
 
 
 def main_models(m: dict) -> list[tuple[str, dict]]:
@@ -277,7 +280,7 @@ def depth_verdict(m: dict, note: dict, gates: dict) -> dict:
     pr = {k: require(sp.get(f"pr_{k}"), f"pr_{k}", "spectra") for k in keys}
     depth = m["config"]["n_layer"]
     number = REPRODUCES if within_tolerance(pr["symmetric"], note["pr_symmetric"]) else DOES_NOT_REPRODUCE
-    l_opt = {k: math.ceil(pr[k] / 3) for k in keys if pr[k] > 0}
+    l_opt = {k: depth_heuristic(pr[k]) for k in keys if pr[k] > 0}
     matching = [k for k, v in l_opt.items() if v == depth]
     names = {"symmetric": "C + Cᵀ, squared eigenvalues", "symmetric_abs": "C + Cᵀ, |eigenvalues|",
              "symmetric_signed": "C + Cᵀ, signed eigenvalues", "ppmi": "PPMI", "sigma_e": "Σ_E"}
