@@ -314,3 +314,94 @@ def test_each_matrix_initialisation_distribution():
         seen += 1
     assert seen == 2 + 6 * cfg_big.n_layer
     assert m.wte.weight.shape == (400, 64) and m.wpe.weight.shape == (32, 64)
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+# Planted validation losses by step (evaluations every 5 steps): best at step 10, none better after it. Patience 1
+# stops at step 15 (one evaluation without a new best); patience 2 at step 20 (15 and 20), the budget's last step.
+PLANTED_VAL = {0: 6.0, 5: 5.0, 10: 4.0, 15: 4.5, 20: 4.2}
+
+
+def stopped_run(data, out, state, patience: int, crash_at: int | None = None, min_delta: float = 0.0) -> dict:
+    """A spied run whose validation losses are the planted ones (the real evaluation of the training split is kept);
+    the evaluation sees the step through the trainer's log rows."""
+    real_evaluate = training.evaluate
+    steps_seen = []
+
+    def planted_evaluate(model, arr, windows, batch_size, context, runtime):
+        if np.asarray(arr).shape[0] == N_TOK:  # the validation split
+            return PLANTED_VAL[steps_seen[-1]]
+        return real_evaluate(model, arr, windows, batch_size, context, runtime)
+
+    real_record_eval, real_record_start = training.Trainer.record_eval, training.Trainer.record_start
+
+    def record_eval(self, step, lr, tps):
+        steps_seen.append(step)
+        return real_record_eval(self, step, lr, tps)
+
+    def record_start(self, ckpt):
+        steps_seen.append(0)
+        return real_record_start(self, ckpt)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "evaluate", planted_evaluate)
+        mp.setattr(training.Trainer, "record_eval", record_eval)
+        mp.setattr(training.Trainer, "record_start", record_start)
+        return spied_run(data, out, state, cfg(patience=patience, min_delta=min_delta), crash_at=crash_at)
+
+
+@pytest.fixture(scope="module")
+def stopped(data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stop")
+    p1 = stopped_run(data, tmp / "p1", tmp / "st_p1", patience=1)
+    p2 = stopped_run(data, tmp / "p2", tmp / "st_p2", patience=2)
+    stopped_run(data, tmp / "res", tmp / "st_res", patience=1, crash_at=12)
+    resumed = stopped_run(data, tmp / "res", tmp / "st_res", patience=1)
+    return dict(p1=p1, p2=p2, resumed=resumed)
+
+
+def test_early_stopping_stops_after_patience_evaluations_and_keeps_the_best_model(stopped):
+    for name, stop in (("p1", 15), ("p2", 20)):
+        rec = stopped[name]
+        assert sorted(rec["lr"]) == list(range(stop)), name  # no step after the stop
+        # the schedule stays the full budget's: stopping ends the run, it does not compress the cosine
+        assert all(lrs == pytest.approx([planted_lr(it)] * len(lrs), rel=1e-12) for it, lrs in rec["lr"].items())
+        summary = json.loads((rec["out"] / "summary.json").read_text())
+        assert (summary["best_step"], summary["stop_step"], summary["steps"]) == (10, stop, stop), name
+        assert summary["best_val_loss"] == 4.0 and summary["analysed_step"] == 10
+        assert summary["stopped_early"] is (stop < STEPS) and summary["planned_steps"] == STEPS
+        best = rec["state"][10]
+        for f in ("final.safetensors", "snapshot_100.safetensors", "snapshot_050.safetensors"):
+            w = load_file(str(rec["out"] / f))
+            assert all(torch.equal(w[k], best[k]) for k in w), (name, f)
+            assert read_safetensors_step(rec["out"] / f) == 10
+        for pct, step in SNAP_AT.items():  # snapshots before the best step: the model at exactly their step
+            if 0 < step < 10:
+                w = load_file(str(rec["out"] / f"snapshot_{pct:03d}.safetensors"))
+                assert all(torch.equal(w[k], rec["state"][step][k]) for k in w), (name, pct)
+        log = pd.read_parquet(rec["out"] / "log.parquet")
+        assert log["step"].tolist() == list(range(0, stop + 1, 5)), name
+        assert log["val_loss"].tolist() == [PLANTED_VAL[s] for s in range(0, stop + 1, 5)]
+
+
+def test_early_stopping_min_delta_and_resume(stopped, data, tmp_path):
+    # resumed after a crash at step 12 (best at step 10 saved before it): the same stop, the same best model
+    a, b = stopped["p1"], stopped["resumed"]
+    assert json.loads((b["out"] / "summary.json").read_text())["best_step"] == 10
+    for f in ("final.safetensors", "snapshot_100.safetensors"):
+        wa, wb = load_file(str(a["out"] / f)), load_file(str(b["out"] / f))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f
+    # min_delta 1.5: step 5 (6.0 -> 5.0) is not better by more than 1.5, so step 0 stays the best; patience 1 stops
+    # at the first evaluation after it
+    rec = stopped_run(data, tmp_path / "md", tmp_path / "st_md", patience=1, min_delta=1.5)
+    summary = json.loads((rec["out"] / "summary.json").read_text())
+    assert (summary["best_step"], summary["stop_step"]) == (0, 5)
+    init = seeded_init(0)
+    final = load_file(str(rec["out"] / "final.safetensors"))
+    assert all(torch.equal(final[k], init[k]) for k in init)
+
+
+def test_without_patience_the_run_ends_at_its_budget(runs):
+    summary = json.loads((runs["ref"]["out"] / "summary.json").read_text())
+    assert summary["early_stopping"] is False and summary["steps"] == STEPS == summary["analysed_step"]

@@ -46,10 +46,23 @@ def share_over_training(snapshots: dict, init: dict, corpus: dict, K: int, param
     return out
 
 
-def run_measures(log: pd.DataFrame, final_weights: dict, val_ids: np.ndarray, ladder: dict,
-                 random_final_loss: float) -> dict:
+def analysed_val_loss(log: pd.DataFrame, step: int | None = None) -> float:
+    """The validation loss the trainer logged for the analysed model: at `step` (the step its weights file was saved
+    at: the best one under early stopping), or the last evaluation when no step is given."""
     ev = log[log["val_loss"].notna()]
-    final = float(ev["val_loss"].iloc[-1])
+    if step is None:
+        return float(ev["val_loss"].iloc[-1])
+    row = ev[ev["step"] == step]
+    if row.empty:
+        raise ValueError(f"the training log has no evaluation at step {step} (the analysed model's step); "
+                         f"evaluated steps: {ev['step'].tolist()[:5]}...")
+    return float(row["val_loss"].iloc[0])
+
+
+def run_measures(log: pd.DataFrame, final_weights: dict, val_ids: np.ndarray, ladder: dict,
+                 random_final_loss: float, analysed_step: int | None = None) -> dict:
+    ev = log[log["val_loss"].notna()]
+    final = analysed_val_loss(log, analysed_step)
     lad = model_ladder(final_weights, val_ids, ladder, final)
     return dict(final_val_loss=final, learned_fraction=lad["learned_fraction"], ce_pos0=lad["ce_pos0"],
                 tokens_to_bigram=tokens_to_reach(log, ladder["bigram_ce"]),

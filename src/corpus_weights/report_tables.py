@@ -122,8 +122,12 @@ def train_rows(runs: dict) -> list[dict]:
     rows = []
     for run, info in runs.items():
         s = info["summary"]
-        rows.append({"run": run, "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
-                     "final train loss": s.get("final_train_loss"), "final val loss": s.get("final_val_loss"),
+        row = {"run": run, "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
+               "final train loss": s.get("final_train_loss"), "final val loss": s.get("final_val_loss")}
+        if s.get("early_stopping"):  # the analysed model is the best one, not the last
+            row.update({"analysed: step": s.get("best_step"), "analysed: tokens": s.get("best_tokens"),
+                        "analysed: val loss": s.get("best_val_loss"), "stopped early": s.get("stopped_early")})
+        rows.append({**row,
                      "tokens/s": s.get("tokens_per_s"), "MFU": s.get("mfu"), "wall s": s.get("elapsed_s"),
                      "device": s.get("device"), "dtype": s.get("dtype"),
                      "resumed from step": s.get("resumed_from_step")})

@@ -28,6 +28,14 @@ evaluation uses fixed windows, there is no dropout, init uses
 ``torch.manual_seed(seed)``; on CPU ``torch.use_deterministic_algorithms(True,
 warn_only=True)``. So a resumed run gives bit-identical weights on CPU.
 
+Early stopping (``patience`` set): after every evaluation the best validation loss so far is kept, with the
+model at that step (``best.safetensors`` in the state directory, so a resumed run keeps it); after ``patience``
+evaluations without a new best (by more than ``min_delta``) training stops. The learning-rate schedule stays the
+one of the full budget (stopping changes where the run ends, not the steps it took). The analysed model is the best
+one: ``final.safetensors`` and ``snapshot_100`` hold it, and a snapshot scheduled after the stop holds it too (its
+``step`` metadata says which step it is, so a trajectory counts it once). summary.json records best_step,
+best_val_loss, stop_step and stopped_early.
+
 Test hook: env ``CW_CRASH_AFTER_STEP=k`` raises :class:`InjectedCrash`
 (exit status 1 when uncaught) right after the state at step k is saved.
 Only for tests.
@@ -89,6 +97,8 @@ class TrainConfig:
     dtype: str = "auto"
     threads: int | None = None
     init_embedding: str | None = None  # a (V, d) .npy that replaces W_E at step 0 (the intervention experiment)
+    patience: int | None = None  # early stopping: stop after this many evaluations without a new best val loss
+    min_delta: float = 0.0  # an evaluation is a new best only if it beats the best val loss by more than this
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -370,6 +380,16 @@ class Checkpointer:
                     raise RuntimeError(f"snapshot {pct} (step {s}) missing from {self.snap_dir}")
                 _atomic_copy(src, out_dir / f"snapshot_{pct:03d}.safetensors")
 
+    def save_best(self, model: GPT, step: int) -> None:
+        save_model_safetensors(model, self.dir / "best.safetensors", step=step)
+
+    def publish_best(self, snap_steps: dict[int, list[int]], stop_step: int) -> None:
+        """Early stopping: the best model stands in for snapshot_100 and every snapshot scheduled after the stop."""
+        for s, pcts in snap_steps.items():
+            for pct in pcts:
+                if s > stop_step or pct == 100:
+                    _atomic_copy(self.dir / "best.safetensors", self.snap_dir / f"snapshot_{pct:03d}.safetensors")
+
     def remove(self) -> None:
         """After a successful run: the outputs are complete, the state is waste."""
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -492,14 +512,32 @@ class Trainer:
         self.elapsed_prev = float(meta["elapsed_s"]) if meta else 0.0
         self.rows = meta["rows"] if meta else []
         self.monitor = LossMonitor(meta.get("interval_losses", []) if meta else [], self.lr)
+        self.best = dict(meta["best"]) if meta and "best" in meta else dict(step=0, val_loss=math.inf, evals_since=0)
+        self.stop_step = None
 
-    def record_eval(self, step: int, lr: float, tokens_per_s: float) -> None:
+    def track_best(self, checkpointer: Checkpointer, step: int, val_loss: float) -> bool:
+        """Early stopping's bookkeeping after an evaluation; True when training should stop here."""
+        if self.cfg.patience is None:
+            return False
+        if val_loss < self.best["val_loss"] - self.cfg.min_delta:
+            self.best = dict(step=step, val_loss=val_loss, evals_since=0)
+            checkpointer.save_best(self.model, step)
+            return False
+        self.best["evals_since"] += 1
+        if self.best["evals_since"] >= self.cfg.patience:
+            self.log(f"[train] early stop at step {step}: no val_loss below {self.best['val_loss']:.4f} "
+                     f"(step {self.best['step']}) for {self.cfg.patience} evaluations")
+            return True
+        return False
+
+    def record_eval(self, step: int, lr: float, tokens_per_s: float) -> float:
         vl, tl = self.evaluate(self.val_data, self.val_win), self.monitor.take_mean()
         self.rows.append(dict(step=step, tokens=step * self.tokens_per_step, train_loss=tl, val_loss=vl, lr=lr,
                               tokens_per_s=tokens_per_s, elapsed_s=self.elapsed()))
         eta = (self.total_steps - step) * self.tokens_per_step / tokens_per_s
         self.log(f"[train] step {step}/{self.total_steps} train_loss={tl:.4f} val_loss={vl:.4f} lr={lr:.2e} "
                  f"tok/s={tokens_per_s:,.0f} elapsed={self.elapsed():.0f}s eta={eta:.0f}s")
+        return vl
 
     def record_start(self, checkpointer: Checkpointer) -> None:
         """Step 0: the init snapshot and both losses of the untrained model."""
@@ -508,6 +546,7 @@ class Trainer:
         self.rows.append(dict(step=0, tokens=0, train_loss=tl, val_loss=vl, lr=self.lr(0), tokens_per_s=float("nan"),
                               elapsed_s=self.elapsed()))
         self.log(f"[train] step 0/{self.total_steps} val_loss={vl:.4f} train_loss={tl:.4f}")
+        self.track_best(checkpointer, 0, vl)
 
     def loop(self, checkpointer: Checkpointer, fwd, crash_at: int | None) -> list[float]:
         """The training loop; returns the tokens/s of every measured interval."""
@@ -533,18 +572,35 @@ class Trainer:
             self.rt.sync()
             tps_hist.append(steps_int * self.tokens_per_step / max(time.perf_counter() - t_int, 1e-9))
             checkpointer.snapshot(self.model, step, self.snap_steps.get(step, []))
-            if is_eval:
-                self.record_eval(step, lr, tps_hist[-1])
+            stop = is_eval and self.track_best(checkpointer, step, self.record_eval(step, lr, tps_hist[-1]))
+            if stop:
+                self.stop_step = step
+                break
             if is_ckpt:
                 checkpointer.save(step, self.model, self.opt, self.params, dict(
                     elapsed_s=self.elapsed(), rows=self.rows, resolved=self.rt.resolved(),
-                    interval_losses=self.monitor.interval, total_steps=total), self.rt.device)
+                    interval_losses=self.monitor.interval, total_steps=total, best=self.best), self.rt.device)
                 if crash_at is not None and step == crash_at:
                     raise InjectedCrash(f"CW_CRASH_AFTER_STEP={crash_at}: injected crash after saving state "
                                         f"at step {step}")
             t_int, steps_int = time.perf_counter(), 0
         self.monitor.flush()
         return tps_hist
+
+    def steps_run(self) -> int:
+        return self.stop_step if self.stop_step is not None else self.total_steps
+
+    def analysed_step(self) -> int:
+        """The step of the model the analysis reads: the best one under early stopping, else the last."""
+        return self.best["step"] if self.cfg.patience is not None else self.total_steps
+
+    def stopping_summary(self) -> dict:
+        if self.cfg.patience is None:
+            return dict(early_stopping=False, analysed_step=self.total_steps)
+        return dict(early_stopping=True, patience=self.cfg.patience, min_delta=self.cfg.min_delta,
+                    stopped_early=self.steps_run() < self.total_steps, stop_step=self.steps_run(),
+                    best_step=self.best["step"], best_tokens=self.best["step"] * self.tokens_per_step,
+                    best_val_loss=self.best["val_loss"], analysed_step=self.best["step"])
 
     def maybe_report_progress(self, step: int) -> None:
         """A line a person can follow, at most every ``progress_every_s`` seconds."""
@@ -581,7 +637,8 @@ def summarise(run: Trainer, tps_hist: list[float], peak: float) -> dict:
     tps = statistics.median(valid) if valid else float("nan")
     fpt, device, last = flops_per_token(run.model_cfg), run.rt.device, run.rows[-1]
     return {
-        "params": run.model.n_params(), "steps": run.total_steps, "tokens": run.total_steps * run.tokens_per_step,
+        "params": run.model.n_params(), "steps": run.steps_run(), "tokens": run.steps_run() * run.tokens_per_step,
+        "planned_steps": run.total_steps,
         "batch_size": run.B, "context": run.C, "tokens_per_s": tps,
         "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
         "device": str(device),
@@ -592,6 +649,7 @@ def summarise(run: Trainer, tps_hist: list[float], peak: float) -> dict:
                          "attention scores/values term; fwd+bwd)",
         "matmul_peak_tflops": peak, "mfu": (fpt * tps / (peak * 1e12)) if peak > 0 else float("nan"),
         "elapsed_s": run.elapsed(), "resumed_from_step": run.start_step, "seed": run.cfg.seed,
+        **run.stopping_summary(),
         "fingerprint": run.fingerprint, "train_config": asdict(run.cfg), "model_config": asdict(run.model_cfg),
     }
 
@@ -613,12 +671,16 @@ def train_model(model_cfg: GPTConfig, train_cfg: TrainConfig, train_tokens_path,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if train_cfg.patience is not None:
+        checkpointer.publish_best(run.snap_steps, run.steps_run())
+        _atomic_copy(checkpointer.dir / "best.safetensors", out_dir / "final.safetensors")
+    else:
+        save_model_safetensors(run.model, out_dir / "final.safetensors", step=run.total_steps)
     checkpointer.publish(out_dir, run.snap_steps)
-    save_model_safetensors(run.model, out_dir / "final.safetensors", step=run.total_steps)
     write_log(run.rows, out_dir / "log.parquet")
     summary = summarise(run, tps_hist, peak)
     write_text(json.dumps(summary, indent=2), out_dir / "summary.json")
     checkpointer.remove()
-    log(f"[train] done: {run.total_steps} steps, final val_loss={run.rows[-1]['val_loss']:.4f}, "
+    log(f"[train] done: {run.steps_run()} steps (analysed: step {run.analysed_step()}), final val_loss={run.rows[-1]['val_loss']:.4f}, "
         f"{summary['tokens_per_s']:,.0f} tok/s median, MFU={summary['mfu']:.1%}")
     return summary

@@ -275,7 +275,7 @@ def train_tokens(wildcards):
 
 def train_params(wildcards):
     keys = ["batch_size", "lr", "min_lr_frac", "warmup_frac", "weight_decay", "grad_clip", "eval_every",
-            "eval_tokens", "checkpoint_every", "device", "compile", "dtype"]
+            "eval_tokens", "checkpoint_every", "device", "compile", "dtype", "patience", "min_delta"]
     params = {k: TRAIN[k] for k in keys}
     params["tokens"] = RUNS[wildcards.run]["tokens"]
     params["seed"] = RUNS[wildcards.run]["seed"]
