@@ -238,13 +238,17 @@ def note_protocol_summary(weights: dict, counts, E_in: np.ndarray, E_out: np.nda
     }
 
 
+def we_covariance(weights: dict, pi: np.ndarray) -> np.ndarray:
+    """W_Eᵀ diag(π) W_E of the centred, LayerNorm-folded embedding (d x d)."""
+    W_E = fold_layernorm(weights)["W_E"].astype(np.float64)
+    centred = W_E - pi @ W_E
+    return centred.T @ (centred * pi[:, None])
+
+
 def weight_spectra(weights: dict, pi: np.ndarray) -> pd.DataFrame:
     """PR and effective rank of W_Eᵀ diag(π) W_E (centred) and of every weight matrix (folded)."""
     folded = fold_layernorm(weights)
-    W_E = folded["W_E"].astype(np.float64)
-    centred = W_E - pi @ W_E
-    cov = centred.T @ (centred * pi[:, None])
-    rows = [spectrum_row(WE_COVARIANCE, np.linalg.eigvalsh(cov), kind="eigen")]
+    rows = [spectrum_row(WE_COVARIANCE, np.linalg.eigvalsh(we_covariance(weights, pi)), kind="eigen")]
     for name in residual_matrix_names(folded, embeddings=False):
         s = np.linalg.svd(residual_vectors(name, folded[name]), compute_uv=False)
         rows.append(spectrum_row(name, s, kind="singular"))

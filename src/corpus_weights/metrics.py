@@ -15,6 +15,7 @@ from .ids import CORPUS_SPECTRA, WE_COVARIANCE, Basis, MissingValue, Pooled, Rol
 from .intervention import paired_differences
 from .note_values import NOTE
 from .spectra import depth_heuristic
+from .trajectory import VERDICT_STATISTIC, moving_text, trajectory_metrics
 from .verdicts import all_verdicts, intervention_verdict, mean_sd
 from .workflow_io import read_json
 
@@ -190,7 +191,9 @@ def load_inputs(inputs: dict, params: dict) -> dict:
                 manifest=read_json(inputs["manifest"]), tokens_meta=read_json(inputs["tokens_meta"]),
                 spectra=pd.read_parquet(inputs["spectra"]), runs=runs, results=results,
                 labels=[mdl["label"] for mdl in params["models"]], main_label=main_label,
-                main_res=results[main_label], intervention=[read_json(p) for p in inputs.get("intervention", [])])
+                main_res=results[main_label], intervention=[read_json(p) for p in inputs.get("intervention", [])],
+                trajectories={t["label"]: pd.read_parquet(path)
+                              for t, path in zip(params.get("trajectory_runs", []), inputs.get("trajectories", []))})
 
 
 def spectra_metrics(spectra: pd.DataFrame, weight_spectra: pd.DataFrame) -> dict:
@@ -218,6 +221,9 @@ def run_card(data: dict, params: dict) -> tuple[dict, dict]:
               "context": cfg["model"]["context"], "vocab_size": meta["vocab_size"],
               "requested_vocab_size": meta.get("requested_vocab_size"), "vocab_shrunk": bool(meta.get("shrunk", False)),
               "seeds": list(cfg["train"]["seeds"]), "train_tokens": cfg["train"]["tokens"],
+              "snapshot_pcts": sorted({0, 100} | {round(100 * f) for f in cfg["train"].get("snapshots", [])}),
+              "trajectory_draws": cfg["analysis"].get("trajectory_draws"),
+              "patience": cfg["train"].get("patience"),
               "config_hash": params.get("config_hash")}
     corpus = {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"), "n_chars": manifest.get("n_chars"),
               "n_tokens": meta.get("n_tokens"), "n_train": meta.get("n_train"), "n_val": meta.get("n_val"),
@@ -265,12 +271,27 @@ def collect_metrics(data: dict, params: dict) -> dict:
     metrics["seeds"] = seed_statistics(models)
     metrics["note_protocol"] = models[main_label]["note_protocol"]
     metrics["verdicts"] = all_verdicts(metrics, NOTE)
+    if data.get("trajectories"):
+        tr = metrics["trajectory"] = trajectory_metrics(data["trajectories"],
+                                                        {lab: mm["role"] for lab, mm in models.items()})
+        for item in [*metrics["verdicts"], *metrics["gates"].values()]:
+            key = item.get("id", item.get("name"))
+            if key in VERDICT_STATISTIC:
+                stat = VERDICT_STATISTIC[key]
+                entry = tr["still_moving"].get(stat) if stat else None
+                item["still_moving"] = None if entry is None else entry["moving"]
+                item["still_moving_text"] = moving_text(entry, stat)
     if data["intervention"]:
         iv = metrics["intervention"] = intervention_metrics(
             data["intervention"], models[main_label]["corrected"]["ladder"]["unigram_ce"])
         metrics["verdicts"].append(iv["verdict"])
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
-    metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": sum(r["cpu_seconds"] or 0.0 for r in analysis),
-                           "summed_wall_seconds": sum(r["seconds"] for r in analysis)}
+    trajectory = [r for r in metrics["benchmarks"] if r["rule"] == "trajectory"]
+    cpu = sum(r["cpu_seconds"] or 0.0 for r in analysis)
+    traj_cpu = sum(r["cpu_seconds"] or 0.0 for r in trajectory)
+    metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": cpu,
+                           "summed_wall_seconds": sum(r["seconds"] for r in analysis),
+                           "trajectory_jobs": len(trajectory), "trajectory_cpu_seconds": traj_cpu,
+                           "trajectory_over_analysis": traj_cpu / cpu if cpu > 0 and trajectory else None}
     return metrics

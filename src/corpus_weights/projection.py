@@ -230,7 +230,7 @@ def planted_share_increase(weights: dict, B: np.ndarray, delta: float) -> dict:
     non-embedding share on B rises by exactly δ. Reading matrices W -> W M, writing matrices W -> M W (M symmetric);
     embeddings and every other tensor are kept."""
     G = pooled_nonembed_gram(weights)
-    M = _scaling_in_span(B, share_scale_factor(_share_of_gram(G, B), delta))
+    M = _scaling_in_span(B, share_scale_factor(share_of_gram(G, B), delta))
     out = {k: np.array(v, copy=True) for k, v in weights.items()}
     for name in residual_matrix_names(weights, embeddings=False):
         W = np.asarray(weights[name], dtype=np.float64)
@@ -238,7 +238,8 @@ def planted_share_increase(weights: dict, B: np.ndarray, delta: float) -> dict:
     return out
 
 
-def _share_of_gram(G: np.ndarray, B: np.ndarray) -> float:
+def share_of_gram(G: np.ndarray, B: np.ndarray) -> float:
+    """The uncentred share of the pooled vectors whose Gram is G in span(B) (B: d x K orthonormal)."""
     return float(_shares_from_gram(G, np.asarray(B, dtype=np.float64)[None])[0])
 
 
@@ -246,9 +247,9 @@ def planted_z(G: np.ndarray, B: np.ndarray, null_bases: np.ndarray, split_bases:
     """z_total of the planted model (planted_share_increase at δ), computed on its pooled Gram M G M: its share on B
     (= s + δ), on the same null bases and on the same split bases (all d x K, stacked). Returns share_uncertainty's
     dict plus share."""
-    M = _scaling_in_span(B, share_scale_factor(_share_of_gram(G, B), delta))
+    M = _scaling_in_span(B, share_scale_factor(share_of_gram(G, B), delta))
     Gp = M @ G @ M
-    share = _share_of_gram(Gp, B)
+    share = share_of_gram(Gp, B)
     return dict(share=share, **share_uncertainty(share, _shares_from_gram(Gp, np.asarray(null_bases)),
                                                  _shares_from_gram(Gp, np.asarray(split_bases))))
 
@@ -258,7 +259,7 @@ def minimum_detectable_excess(G: np.ndarray, B: np.ndarray, null_bases: np.ndarr
     """The smallest planted δ with z_planted(δ) ≥ threshold: the first crossing on a grid of δ in [0, 1 − s), refined
     by bisection to `tol`. 0 when the model itself is already at the threshold; NaN when no δ below 1 − s reaches
     it (or the share is undefined)."""
-    s = _share_of_gram(G, B)
+    s = share_of_gram(G, B)
     if not 0 < s < 1:
         return float("nan")
     z = lambda delta: planted_z(G, B, null_bases, split_bases, delta)["z_total"]  # noqa: E731
@@ -282,7 +283,7 @@ def planted_power(weights: dict, B: np.ndarray, null_bases: np.ndarray, split_ba
     planted_delta (= min_effect), planted_z (z_total of the model with δ = min_effect planted; NaN when s + δ ≥ 1),
     planted_detected (planted_z > threshold; False when planted_z is NaN) and mde (minimum_detectable_excess)."""
     G = pooled_nonembed_gram(weights)
-    s = _share_of_gram(G, B)
+    s = share_of_gram(G, B)
     z = planted_z(G, B, null_bases, split_bases, min_effect)["z_total"] if 0 < s < 1 - min_effect else np.nan
     return dict(planted_delta=float(min_effect), planted_z=z, planted_detected=bool(z > threshold),
                 mde=minimum_detectable_excess(G, B, null_bases, split_bases, threshold))

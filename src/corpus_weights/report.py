@@ -129,6 +129,51 @@ def _intervention_figure(runs: list[dict]) -> bytes:
     return _figure_png(fig)
 
 
+def _trajectory_figure(trajectory: dict | None) -> bytes:
+    """Small multiples: every headline statistic against training tokens; main seeds as solid lines, controls
+    dashed; the null band (null mean ± 2 null sd, the main models' draws) or the reference line in grey."""
+    stats = list((trajectory or {}).get("statistics", {}))
+    if not stats:
+        fig, ax = plt.subplots(figsize=(6.5, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no trained run to follow along training in this experiment", ha="center", va="center")
+        return _figure_png(fig)
+    cols = 3
+    rows = -(-len(stats) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 2.5 * rows), squeeze=False)
+    runs = trajectory["runs"]
+    for ax, stat in zip(axes.ravel(), stats):
+        first_main = True
+        for label, run in runs.items():
+            t = pd.DataFrame(run["rows"])
+            t = t[t.stat == stat].sort_values("tokens")
+            if t.empty:
+                continue
+            main = run["role"] == "main"
+            ax.plot(t.tokens, t.value, "o-" if main else "s--", ms=3, lw=1.1 if main else 0.9,
+                    color=None if main else "0.45", label=label)
+            if main and first_main:  # the null band of the first main model (the seeds' bands overlap)
+                first_main = False
+                lo, hi = t.null_mean - 2 * t.null_sd, t.null_mean + 2 * t.null_sd
+                if t.null_sd.notna().any():
+                    ax.fill_between(t.tokens, lo, hi, color="grey", alpha=0.25, lw=0, label="null ± 2 sd")
+                elif t.null_mean.notna().any():
+                    ax.plot(t.tokens, t.null_mean, ":", color="k", lw=1,
+                            label="bigram CE" if stat == "val_loss" else "null / reference")
+        ax.set_xscale("symlog", linthresh=max(1.0, float(pd.DataFrame(next(iter(runs.values()))["rows"])
+                                                          .query("tokens > 0")["tokens"].min() or 1.0)))
+        ax.set_title(trajectory["statistics"][stat]["label"], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(stats):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("training tokens (symlog)", fontsize=7)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
 def report_figures(data: dict, metrics: dict) -> dict:
     """Every figure of the page as PNG bytes (also written to report_files/)."""
     main_res, K, d = data["main_res"], data["K"], data["d"]
@@ -138,7 +183,8 @@ def report_figures(data: dict, metrics: dict) -> dict:
                "attention_layers": _attention_figure(data["results"], data["labels"]),
                "matrix_layer_heatmap": matrix_layer_heatmap(main_res["projections"], K),
                "head_heatmap": head_heatmap(main_res["attention"]),
-               "spectra_heatmap": spectra_heatmap(main_res["weight_spectra"])}
+               "spectra_heatmap": spectra_heatmap(main_res["weight_spectra"]),
+               "trajectory": _trajectory_figure(metrics.get("trajectory"))}
     if data["intervention"]:
         figures["intervention"] = _intervention_figure(data["intervention"])
     return figures
@@ -251,6 +297,8 @@ GATE_ADVICE = {
 def _gate_rows(gates: dict) -> list[dict]:
     return [{"gate": f"{g['name']} {g['title']}", "status": "pass" if g["passed"] else "FAIL",
              "condition": g["rule"], "values": _gate_summary(g),
+             "last half of training": {True: "still moving", False: "settled", None: "unknown"}[g.get("still_moving")]
+             if "still_moving_text" in g else "—",
              "what to change": "" if g["passed"] else GATE_ADVICE.get(g["name"], "")} for g in gates.values()]
 
 

@@ -112,3 +112,34 @@ rule fit_projections:
         "../envs/corpus-weights.yaml"
     script:
         "../scripts/fit_projections.py"
+
+
+rule trajectory:
+    input:
+        snapshots=expand(res("weights/{{run}}/snapshot_{pct:03d}.npz"), pct=SNAPSHOT_PCTS),
+        train_log=res("train/{run}/log.parquet"),
+        bigrams=res("corpus_stats/bigram_counts.npz"),
+        embeddings=res("corpus_stats/embeddings.npz"),
+        covariance=res("corpus_stats/covariance.npz"),
+        ladder=res("corpus_stats/ladder.json"),
+        val=res("tokens/val.npy"),
+        vocab=res("tokens/vocab.parquet"),
+        code=script_code("trajectory"),
+    output:
+        table=res("analysis/{run}/trajectory.parquet"),
+    params:
+        trajectory=trajectory_params(),
+        model=dict(n_head=MODEL["n_head"], context=MODEL["context"], batch_size=TRAIN["batch_size"],
+                   eval_tokens=TRAIN["eval_tokens"]),
+    log:
+        res("logs/trajectory/{run}.log"),
+    benchmark:
+        res("benchmarks/trajectory/{run}.tsv")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../envs/corpus-weights.yaml"
+    script:
+        "../scripts/trajectory.py"

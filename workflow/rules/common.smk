@@ -174,6 +174,16 @@ FROM_FILE = runs_from("file")
 INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
 
+
+def trajectory_runs():
+    """[{run, label}] of every trained main model and control: their statistics at every snapshot (rule
+    trajectory); step 0 is the first point of each main model's trajectory."""
+    return [dict(run=e["run"], label=e["label"]) for e in ANALYSED
+            if e["role"] != "step0" and RUNS[e["run"]]["source"] == "train"]
+
+
+TRAJECTORY = trajectory_runs()
+
 wildcard_constraints:  # (corpus and experiment are not wildcards: res() writes them into every result path)
     run="|".join(RUNS),
     snap="snapshot_[0-9]{3}",
@@ -308,6 +318,10 @@ def align_params():
     return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "splits", "seed"]}
 
 
+def trajectory_params():
+    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "headline_K", "trajectory_draws", "seed"]}
+
+
 def projection_params():
     return {k: ANALYSIS[k] for k in ["random_draws", "min_effect", "seed"]}
 
@@ -336,6 +350,7 @@ def model_summaries(wildcards):
         "train_summaries": [res(f"train/{run}/summary.json") for run in TRAINED],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
+        "trajectories": [res(f"analysis/{t['run']}/trajectory.parquet") for t in TRAJECTORY],
     }
 
 
@@ -367,6 +382,7 @@ def benchmark_jobs():
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
     jobs += [("intervention", run) for run in INTERVENTION]
+    jobs += [("trajectory", t["run"]) for t in TRAJECTORY]
     return [dict(rule=rule, job=job or CORPUS,
                  path=res(f"benchmarks/{rule}.tsv") if job is None else res(f"benchmarks/{rule}/{job}.tsv"))
             for rule, job in jobs]

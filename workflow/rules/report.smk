@@ -5,7 +5,7 @@
 # of the configured one's.
 
 REPORT_FIGURES = ["loss_ladder", "training", "r2k", "r2k_dW", "attention_layers", "matrix_layer_heatmap",
-                  "head_heatmap", "spectra_heatmap"]
+                  "head_heatmap", "spectra_heatmap", "trajectory"]
 REPORT_TABLES = ["per_matrix", "per_head", "weight_spectra", "runtimes"]
 
 
@@ -17,6 +17,7 @@ rule metrics:
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
         runs=TRAINED,
+        trajectory_runs=TRAJECTORY,
         K=ANALYSIS["K"],
         headline_K=ANALYSIS["headline_K"],
         config=config,

@@ -5,7 +5,7 @@ from corpus_weights.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
 inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra"]}
-for key in ["train_logs", "train_summaries", "intervention"]:
+for key in ["train_logs", "train_summaries", "intervention", "trajectories"]:
     inputs[key] = list(snakemake.input[key])
 metrics = collect_metrics(load_inputs(inputs, dict(snakemake.params)), dict(snakemake.params))
 write_json(metrics, snakemake.output.metrics)
