@@ -208,3 +208,74 @@ def test_metrics_doc_matches_a_real_metrics_json(finished_run):
     main = metrics["models"][metrics["main_label"]]["corrected"]
     for key in re.findall(r"`models\.<label>\.corrected\.([A-Za-z_0-9]+)", doc):
         assert key in main, key
+
+
+def test_every_statistic_along_training(finished_run):
+    """Rule trajectory: every main model and the control at every snapshot; its last point is the headline model
+    (same trainer evaluation, same aligned share: split 0 of the headline fit is the trajectory's fit); the verdict
+    cards and the gates say whether their statistic was still moving; the report has the figure."""
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    tr = metrics["trajectory"]
+    assert set(tr["runs"]) == {"main-s0", "main-s1", "shuffled"}
+    for label, run in tr["runs"].items():
+        rows = run["rows"]
+        assert sorted({r["pct"] for r in rows}) == [0, 50, 100], label
+        assert {r["stat"] for r in rows} == set(tr["statistics"]), label
+    for label in ("main-s0", "main-s1"):
+        last = {r["stat"]: r for r in tr["runs"][label]["rows"] if r["pct"] == 100}
+        model = metrics["models"][label]["corrected"]
+        assert last["val_loss"]["value"] == pytest.approx(model["ladder"]["val_loss"], rel=1e-12)
+        assert last["learned_fraction"]["value"] == pytest.approx(model["ladder"]["learned_fraction"], rel=1e-9)
+        assert last["aligned_share"]["value"] == pytest.approx(model["projection_share"]["corpus_aligned"], rel=1e-9)
+        assert last["map_r2"]["value"] == pytest.approx(model["vocab_map"]["vocab_map_heldout_r2"], rel=1e-9)
+    first = {r["stat"]: r["value"] for r in tr["runs"]["main-s0"]["rows"] if r["pct"] == 0}
+    step0 = metrics["models"]["step0"]["corrected"]
+    assert first["learned_fraction"] == pytest.approx(step0["ladder"]["learned_fraction"], rel=1e-9)
+    for v in metrics["verdicts"]:
+        assert v["still_moving_text"], v["id"]
+    assert metrics["verdicts"][2]["id"] == "depth" and metrics["verdicts"][2]["still_moving"] is None
+    assert all("still_moving_text" in metrics["gates"][g] for g in ("G1", "G2", "G3"))
+    assert metrics["analysis"]["trajectory_jobs"] == 3 and metrics["analysis"]["trajectory_over_analysis"] > 0
+    html = (finished_run / "results/report.html").read_text()
+    assert 'id="trajectory"' in html and "along training</dt>" in html
+    assert (finished_run / "results/tiny/default/report_files/trajectory.png").stat().st_size > 10_000
+
+
+def test_trajectory_draws_rerun_only_the_trajectory(finished_run):
+    write_config(finished_run, {"analysis": {"trajectory_draws": 10}}, name="test.yaml")
+    try:
+        planned = planned_rules(finished_run, "results/report.html")
+    finally:
+        write_config(finished_run, {"analysis": {"trajectory_draws": 20}}, name="test.yaml")
+    assert planned == {"trajectory": 3, "metrics": 1, "report": 1, "current_report": 1}, planned
+
+
+def test_results_page_and_comparison_from_a_real_run(finished_run, tmp_path):
+    """The two command-line pages, run as a user runs them, on the real metrics.json."""
+    import subprocess
+    import sys
+
+    metrics = finished_run / "results/metrics.json"
+    page = subprocess.run([sys.executable, "-m", "corpus_weights.results_page", "--experiment", str(metrics),
+                           "--wall-time", "1 min"], capture_output=True, text=True, check=True).stdout
+    data = json.loads(metrics.read_text())
+    for v in data["verdicts"]:
+        assert v["conclusion"] in page and v["still_moving_text"].replace("|", "\\|") in page
+    assert "below the bigram count model" in page and "Wall time: 1 min" in page
+    out = tmp_path / "compare.md"
+    proc = subprocess.run([sys.executable, "-m", "corpus_weights.compare", f"one={metrics}", f"two={metrics}", "-o",
+                           str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    table = out.read_text()
+    assert "| experiment | one | two |" in table
+    for v in data["verdicts"]:
+        assert table.count(f"{v['conclusion'].upper()}") >= 2
+    html_out = tmp_path / "compare.html"
+    subprocess.run([sys.executable, "-m", "corpus_weights.compare", str(metrics), "-o", str(html_out)], check=True,
+                   capture_output=True)
+    assert "data:image/png;base64," in html_out.read_text()
+    # two experiments under one name, and a file that is not a metrics.json: one clear line, exit 2
+    for args in ([f"a={metrics}", f"a={metrics}"], [str(finished_run / "config/test.yaml")]):
+        proc = subprocess.run([sys.executable, "-m", "corpus_weights.compare", *args, "-o", str(out)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.startswith("compare: ") and "Traceback" not in proc.stderr

@@ -248,7 +248,8 @@ def standing(models: dict) -> list[dict]:
 
 
 TRAINING_KEYS = ["params", "steps", "tokens", "tokens_per_s", "mfu", "device", "dtype", "compiled", "final_train_loss",
-                 "final_val_loss", "resumed_from_step", "seed"]
+                 "final_val_loss", "resumed_from_step", "seed", "device_name", "planned_steps", "early_stopping",
+                 "stopped_early", "best_step", "best_tokens", "best_val_loss", "analysed_step"]
 
 
 def collect_metrics(data: dict, params: dict) -> dict:

@@ -1,9 +1,16 @@
-"""A Markdown results page for docs/ generated from a run's metrics.json (the intervention experiment).
+"""Markdown results pages for docs/, generated from a run's metrics.json.
 
     python -m corpus_weights.results_page results/metrics.json > docs/intervention-results.md
+    python -m corpus_weights.results_page --experiment results/shakespeare/reference/metrics.json \
+        --wall-time "..." > docs/reference-results.md
+
+The intervention page answers the intervention experiment's question; the experiment page is the whole run: where
+the models stand, every gate and every verdict with its statistic and whether it was still moving along training
+(and the intervention table when the run has it).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .verdicts import fmt, pm as _pm
@@ -55,14 +62,93 @@ def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def run_rows(metrics: dict) -> list[str]:
+    """One table row per trained run: tokens taken, the analysed step (the best one under early stopping), losses,
+    speed."""
+    rows = ["| run | tokens taken | analysed at (tokens) | val loss of the analysed model | stopped early | tokens/s | "
+            "wall s | device, dtype |", "|---|---|---|---|---|---|---|---|"]
+    for run, t in metrics["training"].items():
+        early = t.get("early_stopping")
+        analysed = t.get("best_tokens") if early else t.get("tokens")
+        val = t.get("best_val_loss") if early else t.get("final_val_loss")
+        stopped = ("yes" if t.get("stopped_early") else "no (budget reached)") if early else "— (off)"
+        rows.append(f"| {run} | {tokens(t.get('tokens'))} | {tokens(analysed)} | {fmt(val)} | {stopped} | "
+                    f"{tokens(t.get('tokens_per_s'))} | {tokens(t.get('wall_s'))} | {t.get('device_name') or t.get('device')}, "
+                    f"{t.get('dtype')} |")
+    return rows
+
+
+def experiment_markdown(metrics: dict, wall_time: str | None = None, title: str | None = None) -> str:
+    """The whole run on one page: run card, where the models stand, gates, verdicts (with still-moving flags), and
+    the intervention experiment when the run has it."""
+    cfg, corpus = metrics["config"], metrics["corpus"]
+    name = cfg.get("experiment") or "default"
+    budget = (f"trained until the validation loss stopped improving (patience {cfg['patience']} evaluations; at most "
+              f"{cfg['train_tokens']:,} tokens; the analysed model is each run's best checkpoint)"
+              if cfg.get("patience") else f"{cfg['train_tokens']:,} training tokens per model")
+    lines = [f"# {title or f'Experiment {name!r}'} (generated from a run)", "",
+             f"Corpus {corpus['name']} ({corpus['n_tokens']:,} tokens, V = {cfg['vocab_size']:,}); model "
+             f"{cfg['n_layer']} layers, d = {cfg['d_model']}, {cfg['n_head']} heads, context {cfg['context']}; {budget}; "
+             f"seeds {', '.join(str(s) for s in cfg['seeds'])}; config hash {cfg['config_hash']}."
+             + (f" Wall time: {wall_time}." if wall_time else ""), "",
+             "## Where the models stand (validation loss, nats)", "",
+             "| model | val loss | unigram CE | interpolated-bigram CE | below the bigram count model |",
+             "|---|---|---|---|---|"]
+    for r in metrics.get("standing", []):
+        below = "—" if r["below_bigram"] is None else (
+            f"{'yes' if r['below_bigram'] else 'no'}, by {fmt(abs(r['bigram_margin']))} nats"
+            + ("" if r["below_bigram"] else " (above it)"))
+        lines.append(f"| {r['model']} | {fmt(r['val_loss'])} | {fmt(r['unigram_ce'])} | {fmt(r['bigram_ce'])} | {below} |")
+    lines += ["", "## Training", "", *run_rows(metrics), "", "## Gates", "",
+              "| gate | status | condition | last half of training |", "|---|---|---|---|"]
+    for g in metrics["gates"].values():
+        moving = {True: "still moving", False: "settled", None: "unknown"}[g.get("still_moving")] \
+            if "still_moving_text" in g else "—"
+        status = "pass" if g["passed"] else f"FAIL — {g['reason']}"
+        lines.append(f"| {g['name']} {g['title']} | {_cell(status)} | {_cell(g['rule'])} | {moving} |")
+    lines += ["", "## Verdicts", "", "| claim | conclusion | the number (note's protocol) | statistic | along training |",
+              "|---|---|---|---|---|"]
+    for v in metrics["verdicts"]:
+        if v.get("id") == "intervention":
+            continue
+        lines.append(f"| {_cell(v['claim'])} | **{v['conclusion']}**{' — ' + _cell(v['reason']) if v.get('reason') else ''}"
+                     f" | {_cell(v['number'])}: {_cell(v['number_text'])} | {_cell(v['statistic'])} | "
+                     f"{_cell(v.get('still_moving_text', '—'))} |")
+    lines += ["", "Findings, claim by claim:", ""]
+    lines += [f"- **{v['id']}** ({v['conclusion']}): {v['finding']}" for v in metrics["verdicts"]
+              if v.get("id") != "intervention"]
+    an = metrics.get("analysis", {})
+    if an.get("trajectory_over_analysis") is not None:
+        lines += ["", f"Statistics along training: {an['trajectory_jobs']} runs at {len(cfg.get('snapshot_pcts', []))} "
+                      f"snapshots each, {fmt(an['trajectory_cpu_seconds'], 3)} CPU s = "
+                      f"{fmt(100 * an['trajectory_over_analysis'], 2)} % of the per-model analysis "
+                      f"({fmt(an['cpu_seconds'], 3)} CPU s)."]
+    if metrics.get("intervention"):
+        body = intervention_markdown(metrics).split("\n", 3)[3]  # without its title and run card
+        lines += ["", "## Intervention: does starting in the corpus's coordinate system save training?", "", body]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: python -m corpus_weights.results_page results/metrics.json [wall time]", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m corpus_weights.results_page",
+                                     description="A Markdown results page from a run's metrics.json.")
+    parser.add_argument("metrics", help="the run's metrics.json (results/<corpus>/<experiment>/metrics.json)")
+    parser.add_argument("wall_time", nargs="?", help="wall time of the run, as text (optional)")
+    parser.add_argument("--wall-time", dest="wall_time_opt", help="the same, as an option")
+    parser.add_argument("--experiment", action="store_true",
+                        help="the whole run (gates, verdicts, training) instead of the intervention page")
+    parser.add_argument("--title", help="page title (experiment page)")
+    args = parser.parse_args(argv)
+    wall = args.wall_time_opt or args.wall_time
     try:
-        print(intervention_markdown(read_json(argv[0]), argv[1] if len(argv) > 1 else None))
+        metrics = read_json(args.metrics)
+        print(experiment_markdown(metrics, wall, args.title) if args.experiment else intervention_markdown(metrics, wall))
     except (OSError, ValueError) as err:  # a missing file, or a run without the intervention experiment
-        print(f"results_page: {argv[0]}: {err}", file=sys.stderr)
+        print(f"results_page: {args.metrics}: {err}", file=sys.stderr)
         return 2
     return 0
 
