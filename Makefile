@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
+.PHONY: report intervention reference compare test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,23 @@ report: $(STAMP)
 # The intervention experiment (corpus-initialised models) at the default scale: 6 more models, ~20 min on 2 cores.
 intervention: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/intervention.yaml
+
+# The reference study (config/reference.yaml): the default architecture trained until its validation loss stops
+# improving (at most 3 M tokens), two seeds, the shuffled control and every intervention variant (9 models, about an
+# hour and a half on 2 cores); regenerates docs/reference-results.md from the run, with its wall time.
+REFERENCE := results/shakespeare/reference
+reference: $(STAMP)
+	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/reference.yaml && \
+	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(REFERENCE)/metrics.json \
+	  --title "Reference study: trained to its best validation loss" \
+	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make reference on this machine ($$(nproc) cores)" \
+	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md
+
+# Every experiment that has run, side by side (results/compare.html; docs/compare.md is the committed one).
+compare: $(STAMP)
+	$(BIN)/python -m corpus_weights.compare $(wildcard results/shakespeare/default/metrics.json \
+	  results/shakespeare/reference/metrics.json results/shakespeare/note/metrics.json \
+	  results/shakespeare/intervention/metrics.json) -o results/compare.html
 
 # Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).
 test: $(STAMP)

@@ -17,7 +17,21 @@ def finished_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
     proc = snakemake(workdir, "--cores", "2", "results/report.html")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
     return workdir
+
+
+def test_the_console_is_quiet_and_says_how_far_the_run_is(finished_run):
+    """The workflow profile's logger (src/snakemake_logger_plugin_corpus_weights): the job table, one line per
+    finished job with the time left once a model is trained, the trainer's progress; no input/output listings."""
+    console = (finished_run / "console.txt").read_text().splitlines()
+    finished = [line for line in console if " jobs (" in line and "elapsed" in line]
+    total = int(finished[-1].split("/")[1].split()[0])
+    assert len(finished) == total and finished[-1].split("] ")[1].startswith(f"{total}/{total} jobs (100 %)")
+    assert any("about" in line and "left" in line for line in finished)  # an ETA once a model is trained
+    assert any("[orig-s0] [train] done:" in line for line in console)
+    assert not any(line.strip().startswith(("input:", "output:", "Shell command", "Select jobs")) for line in console)
+    assert len(console) <= total + 60, len(console)  # the job table, a line per job, training progress
 
 
 def test_report_and_metrics(finished_run):
