@@ -45,8 +45,12 @@ test: $(STAMP)
 test-slurm: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m slurm tests
 
+# The training benchmark at the note's shape (trainer step vs a plain PyTorch baseline, tokens/s, MFU; ~2 min).
+# Writes results/benchmarks/training.md; `make bench BENCH_OUT=benchmarks/RESULTS.md` records it in the tracked file.
+BENCH_OUT ?= results/benchmarks/training.md
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_training.py
+	mkdir -p $(dir $(BENCH_OUT))
+	$(BIN)/python benchmarks/bench_training.py --out $(BENCH_OUT)
 
 # Single-threaded cost of each analysis job on the default run's artifacts (after `make report`).
 bench-analysis: $(STAMP)

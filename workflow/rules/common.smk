@@ -104,6 +104,22 @@ from corpus_weights.input_checks import budget_problems, corpus_problems
 derived_defaults()
 check_config()
 
+
+def warn_default_run_elsewhere():
+    """Run from a directory of one's own with neither corpus.files nor a corpus name set (no --configfile, most
+    likely): the default Shakespeare experiment would be planned there. Say so before any job."""
+    if os.path.realpath(os.getcwd()) == os.path.realpath(str(workflow.basedir)):
+        return
+    if CORPUS == "shakespeare" and not config["corpus"]["files"]:
+        from snakemake.logging import logger
+
+        logger.warning(f"No corpus of your own is configured: this plans the default Shakespeare run in "
+                       f"{os.getcwd()}/results/. For your text, add --configfile my.yaml with "
+                       f"corpus: {{name: mytext, files: [mytext.txt]}} (config/README.md).")
+
+
+warn_default_run_elsewhere()
+
 SNAPSHOT_PCTS = sorted({0, 100} | {round(100 * f) for f in TRAIN["snapshots"]})
 
 
