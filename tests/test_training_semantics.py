@@ -405,3 +405,16 @@ def test_early_stopping_min_delta_and_resume(stopped, data, tmp_path):
 def test_without_patience_the_run_ends_at_its_budget(runs):
     summary = json.loads((runs["ref"]["out"] / "summary.json").read_text())
     assert summary["early_stopping"] is False and summary["steps"] == STEPS == summary["analysed_step"]
+
+
+def test_the_intervention_reads_the_analysed_models_validation_loss(stopped):
+    """Under early stopping the analysed model is the best one: the intervention's final loss is the logged loss at
+    its step (the step its weights file records), not the last evaluation; without a step, the last one."""
+    from corpus_weights.intervention import analysed_val_loss
+
+    log = pd.read_parquet(stopped["p1"]["out"] / "log.parquet")
+    step = read_safetensors_step(stopped["p1"]["out"] / "snapshot_100.safetensors")
+    assert analysed_val_loss(log, step) == PLANTED_VAL[10] == 4.0
+    assert analysed_val_loss(log) == PLANTED_VAL[15]
+    with pytest.raises(ValueError, match="no evaluation at step 7"):
+        analysed_val_loss(log, 7)

@@ -158,6 +158,13 @@ def runs_from(source):
     return [run for run, info in RUNS.items() if info["source"] == source]
 
 
+def random_init_run(seed):
+    """The registry's trained run on the original data, random initialisation, this seed (the intervention's
+    reference; the calibration's base run)."""
+    return next(run for run, info in RUNS.items() if info["source"] == "train" and info["data"] == "orig"
+                and info["init"] == "random" and info["seed"] == seed)
+
+
 def intervention_runs():
     """The runs compared by the intervention experiment (every init variant x every main seed); empty when only
     the random initialisation is configured."""

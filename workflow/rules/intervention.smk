@@ -35,8 +35,8 @@ rule init_embedding:
 rule intervention:
     input:
         log=res("train/{run}/log.parquet"),
-        random_log=lambda wildcards: res(f"train/orig-s{RUNS[wildcards.run]['seed']}/log.parquet"),
-        random_meta=lambda wildcards: res(f"weights/orig-s{RUNS[wildcards.run]['seed']}/snapshot_100.json"),
+        random_log=lambda wildcards: res(f"train/{random_init_run(RUNS[wildcards.run]['seed'])}/log.parquet"),
+        random_meta=lambda wildcards: res(f"weights/{random_init_run(RUNS[wildcards.run]['seed'])}/snapshot_100.json"),
         snapshots=expand(res("weights/{{run}}/snapshot_{pct:03d}.npz"), pct=SNAPSHOT_PCTS),
         embeddings=res("corpus_stats/embeddings.npz"),
         covariance=res("corpus_stats/covariance.npz"),
