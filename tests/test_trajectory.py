@@ -121,3 +121,14 @@ def test_last_half_change_reads_from_half_of_the_analysed_step():
 def test_still_moving_rule(deltas, unc, expected):
     changes = [dict(start_step=50, end_step=100, start=0.0, end=d, delta=d, uncertainty=unc) for d in deltas]
     assert still_moving(changes)["moving"] is expected
+
+
+def test_l0_null_sd_is_the_random_direction_sd(table):
+    """|cos| of a fixed and a uniformly random direction in R^d (d = 16 here): sd = sqrt(1/d − (E|cos|)²), checked
+    against a Monte Carlo of random directions."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200_000, D))
+    cos = np.abs(x[:, 0]) / np.linalg.norm(x, axis=1)
+    row = table[table.stat == "l0_cos"].iloc[0]
+    assert row.null_mean == pytest.approx(cos.mean(), rel=0.01)
+    assert row.null_sd == pytest.approx(cos.std(), rel=0.01)

@@ -88,7 +88,9 @@ def snapshot_statistics(weights: dict, side: CorpusSide, val_ids: np.ndarray, va
     out["attention_significant"] = dict(value=float(table["significant"].astype(bool).sum()), null_mean=nan,
                                         null_sd=nan)
     l0 = note.l0_wq_alignment(weights, side.Tp)
-    out["l0_cos"] = dict(value=l0["abs_cos"], null_mean=l0["null_expected_abs_cos"], null_sd=nan)
+    d = int(folded["W_E"].shape[1])  # a random direction in R^d: E cos² = 1/d, so sd|cos| = sqrt(1/d − (E|cos|)²)
+    out["l0_cos"] = dict(value=l0["abs_cos"], null_mean=l0["null_expected_abs_cos"],
+                         null_sd=math.sqrt(max(1.0 / d - l0["null_expected_abs_cos"] ** 2, 0.0)))
     direct = note.note_predictions(weights, corpus["E_in"], corpus["pi"], include_embeddings=True, seed=seed)
     out["cos_direct"] = dict(value=direct["direct"]["cos"], null_mean=0.0, null_sd=nan)
     out["pr_we"] = dict(value=participation_ratio(np.linalg.eigvalsh(we_covariance(weights, corpus["pi"]))),
