@@ -42,3 +42,40 @@ def test_each_gate_fails_on_its_own_condition(change, gate):
     failed = {k for k, g in gates.items() if not g["passed"]}
     assert failed == {gate}, failed
     assert gates[gate]["reason"]
+
+
+def _labels_in(text: str) -> set[str]:
+    return {lab for lab in ("main-s0", "main-s1", "step0", "shuffled") if lab in (text or "")}
+
+
+@pytest.mark.parametrize("label, change, gate", [
+    ("main-s1", lambda m: m["ladder"].update(val_loss=6.3), "G1"),
+    ("main-s0", lambda m: m["ladder"].update(learned_fraction=0.2), "G1"),
+    ("main-s1", lambda m: m["controls"]["bigram"].update(z=1.0), "G2"),
+    ("main-s0", lambda m: m["controls"]["bigram"].update(r=0.0), "G2"),
+    ("step0", lambda m: m["controls"]["bigram"].update(z=4.0), "G2"),
+    ("shuffled", lambda m: m["controls"]["bigram"].update(z=-3.5), "G2"),
+    ("main-s1", lambda m: m["alignment"]["vocab_map_null"].update(p=0.5), "G3"),
+])
+def test_a_gate_fails_naming_exactly_the_model_that_violates_it(label, change, gate):
+    models = passing_models()
+    change(next(m for m in models if m["label"] == label))
+    gates = evaluate_gates(models)
+    assert {k for k, g in gates.items() if not g["passed"]} == {gate}
+    assert _labels_in(gates[gate]["reason"]) == {label}, gates[gate]["reason"]
+
+
+@pytest.mark.parametrize("label, change", [
+    ("step0", lambda m: m["ladder"].update(val_loss=6.39, learned_fraction=0.0)),      # G1 reads main models only
+    ("shuffled", lambda m: m["ladder"].update(val_loss=6.39, learned_fraction=-0.1)),
+    ("shuffled", lambda m: m["controls"]["unigram"].update(z=40.0)),  # shuffling keeps unigrams: allowed
+    ("step0", lambda m: m["alignment"]["vocab_map_null"].update(p=0.9)),  # G3 reads main models only
+    ("shuffled", lambda m: m["alignment"]["vocab_map_null"].update(p=0.9)),
+    ("step0", lambda m: m.update(tokens=5)),                               # G4: the main seeds' budgets only
+    ("shuffled", lambda m: m.update(tokens=7)),
+])
+def test_a_gate_ignores_the_models_it_must_not_look_at(label, change):
+    models = passing_models()
+    change(next(m for m in models if m["label"] == label))
+    gates = evaluate_gates(models)
+    assert all(g["passed"] for g in gates.values()), {k: g["reason"] for k, g in gates.items() if not g["passed"]}
