@@ -293,3 +293,45 @@ def test_results_page_and_comparison_from_a_real_run(finished_run, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "corpus_weights.compare", *args, "-o", str(out)],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.startswith("compare: ") and "Traceback" not in proc.stderr
+
+
+def test_report_tables_and_metrics_trace_back_to_the_per_model_files(finished_run):
+    """Every analysed model's numbers in the report's model table (and in metrics.json) are the ones in its own
+    per-model files, for the right snapshot and the right split: held-out (not train) R², target W (not ΔW), the
+    model's own run; the seed statistics are the mean over the main models' files."""
+    import pandas as pd
+
+    from corpus_weights.ids import Basis, Pooled, Target
+    from corpus_weights.report_tables import control_rows
+    from corpus_weights.verdicts import fmt
+
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    html = (finished_run / "results/report.html").read_text()
+    K = metrics["K"]
+    rows = {r["model"]: r for r in control_rows(metrics, list(metrics["models"]), K)}
+    base = finished_run / "results/tiny/default/analysis"
+    shares = []
+    for label, mm in metrics["models"].items():
+        snap = "snapshot_000" if mm["role"] == "step0" else "snapshot_100"
+        folder = base / mm["run"] / snap
+        summary = json.loads((folder / "summary.json").read_text())
+        alignment = json.loads((folder / "alignment.json").read_text())
+        attention = json.loads((folder / "attention.json").read_text())
+        proj = pd.read_parquet(folder / f"projection/K{K}.parquet")
+        pooled = proj[(proj.basis == Basis.CORPUS_ALIGNED) & (proj.matrix == Pooled.NONEMBED)]
+        share_w = float(pooled[pooled.target == Target.W].share.iloc[0])
+        share_dw = float(pooled[pooled.target == Target.DW].share.iloc[0])
+        row = rows[label]
+        assert summary["label"] == label and summary["snapshot"] == snap
+        assert row["map held-out R²"] == alignment["vocab_map_heldout_r2"] != alignment["vocab_map_train_r2"]
+        assert row["val loss"] == summary["ladder"]["val_loss"] and row["g"] == summary["ladder"]["learned_fraction"]
+        assert row["bigram z"] == summary["controls"]["bigram"]["z"]
+        assert row[f"share corpus (K={K})"] == pytest.approx(share_w, rel=1e-12)
+        if mm["role"] != "step0":  # at step 0, W = W_init and ΔW = 0
+            assert share_w != pytest.approx(share_dw, rel=1e-3)
+        assert row["heads beyond random QK (BH)"] == f"{attention['token_space']['significant']}/{attention['heads']}"
+        for column in ("map held-out R²", "val loss", "bigram z", f"share corpus (K={K})"):
+            assert f"<td>{fmt(row[column])}</td>" in html, (label, column)
+        if mm["role"] == "main":
+            shares.append(share_w)
+    assert metrics["seeds"]["share_corpus"]["mean"] == pytest.approx(float(np.mean(shares)), rel=1e-12)
