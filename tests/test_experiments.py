@@ -92,7 +92,8 @@ def dag_outputs(workdir, *configfiles) -> list[dict]:
 
 
 @pytest.mark.parametrize("configfile, experiment", [("config/note.yaml", "note"),
-                                                    ("config/intervention.yaml", "intervention")])
+                                                    ("config/intervention.yaml", "intervention"),
+                                                    ("config/reference.yaml", "reference")])
 def test_another_config_after_the_default_writes_only_its_own_folder(tmp_path, configfile, experiment):
     """Running config/note.yaml (or config/intervention.yaml) after the default leaves both reports and both sets of
     models in place: its plan trains its own models under results/shakespeare/<its name>/, and no file of the default
@@ -115,3 +116,8 @@ def test_another_config_after_the_default_writes_only_its_own_folder(tmp_path, c
     assert not [p for p in read if p.startswith(default)]
     current = next(j for j in jobs if j["rule"] == "current_report")
     assert current["input"]["html"] == own + "report.html"
+    if experiment == "reference":  # early stopping for the models of the real text; the shuffled control trains on
+        patience = {j["wildcards"]["run"]: j["params"]["train"]["patience"] for j in train}
+        assert patience.pop("shuffled-s0") is None
+        assert len(patience) == 8 and set(patience.values()) == {4}, patience  # 2 seeds x 4 initialisations
+
