@@ -575,7 +575,8 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
                     val_ids: np.ndarray | None = None, exclude=(), n_draws: int = 200, seed: int = 0,
                     fpr_models: int = 20, windows: int = 32, functional_draws: int | None = 100,
                     functional_fpr_models: int | None = None, key_bins: int | None = 20, smoothing: float = 1.0,
-                    fdr: float = 0.05, label_bins: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+                    fdr: float = 0.05, label_bins: np.ndarray | None = None,
+                    label_test: bool = True) -> tuple[pd.DataFrame, dict]:
     """Every head of a model (LayerNorm-folded weights) against the null over attention.
 
     Token space always; the functional test when val_ids is given (up to `windows` windows of the model's context;
@@ -583,6 +584,7 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
     key_bins log-frequency strata of the key token, as double-centring removes the key's column effect in token
     space; None: per-query and per-distance means only). step0: the same run's folded step-0 weights,
     whose W_Q/W_K are put into this model (the reference: what random QK on this model's embedding gives).
+    label_test: also the label-permutation test (label_* columns).
     Calibration: fpr_models models whose every head is a norm-matched Gaussian draw (drawn in the residual frame, so
     a residual rotation leaves the calibration unchanged too; functional_fpr_models of them for the functional test,
     default all) and a planted routing head in place of layer 0 head 0.
@@ -632,9 +634,10 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
     table = pd.DataFrame(keys, columns=["layer", "head"])
     for k, v in cols.items():
         table[k] = v
-    label = attention_vs_corpus(weights, C, top_idx, n_head, smoothing, label_bins, n_draws, seed, fdr)
-    for k in ("null_mean", "null_sd", "z", "p", "p_normal", "significant_bh", "n_draws"):
-        table[f"label_{k}"] = label[k].to_numpy()
+    if label_test:  # the older label-permutation test, kept beside (not needed by the trajectory)
+        label = attention_vs_corpus(weights, C, top_idx, n_head, smoothing, label_bins, n_draws, seed, fdr)
+        for k in ("null_mean", "null_sd", "z", "p", "p_normal", "significant_bh", "n_draws"):
+            table[f"label_{k}"] = label[k].to_numpy()
     table["n_null_draws"] = n_draws
     return table, calibration
 

@@ -84,7 +84,7 @@ def snapshot_statistics(weights: dict, side: CorpusSide, val_ids: np.ndarray, va
     out["aligned_share"] = dict(value=share, null_mean=float(null_shares.mean()),
                                 null_sd=float(null_shares.std(ddof=1)) if null_shares.size > 1 else nan)
     table, _ = attention_heads(folded, corpus["counts"], side.top, int(model["n_head"]), n_draws=draws, seed=seed,
-                               fpr_models=0, label_bins=side.bins)
+                               fpr_models=0, label_test=False)
     out["attention_significant"] = dict(value=float(table["significant"].astype(bool).sum()), null_mean=nan,
                                         null_sd=nan)
     l0 = note.l0_wq_alignment(weights, side.Tp)
@@ -98,18 +98,66 @@ def snapshot_statistics(weights: dict, side: CorpusSide, val_ids: np.ndarray, va
     return out
 
 
+def analysed_statistics(summary: dict, alignment: dict, attention: dict, projections: pd.DataFrame,
+                        weight_spectra: pd.DataFrame, K: int, d: int) -> dict[str, dict]:
+    """The same statistics of a snapshot the full analysis has measured (rules align, measure, attention,
+    fit_projections), read from its files instead of measured again: the trajectory's reuse of per-model work
+    (with the headline analysis's own null draws)."""
+    from .ids import WE_COVARIANCE, Basis, Pooled, Target
+
+    nan = float("nan")
+    lad, big, note_p = summary["ladder"], summary["controls"]["bigram"], summary["note_protocol"]
+    null = alignment["vocab_map_null"]
+    at = projections[(projections.K == K) & (projections.target == Target.W) & (projections.matrix == Pooled.NONEMBED)]
+    aligned, basis_null = (at[at.basis == b].iloc[0] for b in (Basis.CORPUS_ALIGNED, Basis.CORPUS_NULL))
+    l0_mean = note_p["l0_wq_alignment_null_mean"]
+    we = weight_spectra[weight_spectra["name"] == WE_COVARIANCE]["pr"]
+    return {
+        "val_loss": dict(value=lad["val_loss"], null_mean=lad["bigram_ce"], null_sd=nan),
+        "learned_fraction": dict(value=lad["learned_fraction"], null_mean=0.0, null_sd=nan),
+        "bigram_z": dict(value=big.get("z", nan), null_mean=0.0, null_sd=1.0),
+        "map_r2": dict(value=alignment["vocab_map_heldout_r2"], null_mean=null.get("mean"), null_sd=null.get("sd")),
+        "aligned_share": dict(value=float(aligned.share), null_mean=float(basis_null.share),
+                              null_sd=float(basis_null.share_sd)),
+        "attention_significant": dict(value=float(attention["token_space"]["significant"]), null_mean=nan,
+                                      null_sd=nan),
+        "l0_cos": dict(value=note_p["l0_wq_alignment"], null_mean=l0_mean,
+                       null_sd=math.sqrt(max(1.0 / d - l0_mean ** 2, 0.0))),
+        "cos_direct": dict(value=note_p["cos_direct"], null_mean=0.0, null_sd=nan),
+        "pr_we": dict(value=float(we.iloc[0]) if len(we) else nan, null_mean=nan, null_sd=nan),
+    }
+
+
+def analysed_from_files(files: dict[str, str], K: int, d: int) -> dict[int, dict]:
+    """{step: statistics} of the analysed snapshots, from the rule's inputs named `<snapshot>_<file>` (file: summary,
+    alignment, attention_summary, projection (the headline K's table), weight_spectra)."""
+    from .workflow_io import read_json
+
+    out = {}
+    for snap in sorted({"_".join(key.split("_")[:2]) for key in files}):
+        f = {key[len(snap) + 1:]: path for key, path in files.items() if key.startswith(snap + "_")}
+        summary = read_json(f["summary"])
+        out[int(summary["step"])] = analysed_statistics(summary, read_json(f["alignment"]),
+                                                        read_json(f["attention_summary"]), pd.read_parquet(f["projection"]),
+                                                        pd.read_parquet(f["weight_spectra"]), K, d)
+    return out
+
+
 def run_trajectory(snapshots: list[tuple[int, int, dict]], side: CorpusSide, val_ids: np.ndarray,
-                   logged_val: dict[int, float], model: dict) -> pd.DataFrame:
+                   logged_val: dict[int, float], model: dict,
+                   analysed: dict[int, dict] | None = None) -> pd.DataFrame:
     """The trajectory table of one run. snapshots: (pct, step, weights), any order; a snapshot whose step another
     one already has (under early stopping the best model stands in for the snapshots after the stop) is measured
-    once and listed under its first pct. logged_val: the trainer's validation loss by step."""
+    once and listed under its first pct. logged_val: the trainer's validation loss by step. analysed: {step: stats}
+    of snapshots the full analysis has measured (analysed_statistics), used instead of measuring them again."""
     rows, seen = [], set()
+    analysed = analysed or {}
     tokens_per_step = int(model["batch_size"]) * int(model["context"])
     for pct, step, weights in sorted(snapshots, key=lambda s: (s[1], s[0])):
         if step in seen:
             continue
         seen.add(step)
-        stats = snapshot_statistics(weights, side, val_ids, logged_val.get(step), model)
+        stats = analysed.get(step) or snapshot_statistics(weights, side, val_ids, logged_val.get(step), model)
         for stat, v in stats.items():
             rows.append(dict(pct=int(pct), step=int(step), tokens=int(step) * tokens_per_step, stat=stat,
                              **{k: (float(x) if x is not None else math.nan) for k, x in v.items()}))

@@ -116,7 +116,9 @@ rule fit_projections:
 
 rule trajectory:
     input:
+        unpack(trajectory_analysed),
         snapshots=expand(res("weights/{{run}}/snapshot_{pct:03d}.npz"), pct=SNAPSHOT_PCTS),
+        models=expand(res("train/{{run}}/snapshot_{pct:03d}.safetensors"), pct=SNAPSHOT_PCTS),
         train_log=res("train/{run}/log.parquet"),
         bigrams=res("corpus_stats/bigram_counts.npz"),
         embeddings=res("corpus_stats/embeddings.npz"),
@@ -130,7 +132,7 @@ rule trajectory:
     params:
         trajectory=trajectory_params(),
         model=dict(n_head=MODEL["n_head"], context=MODEL["context"], batch_size=TRAIN["batch_size"],
-                   eval_tokens=TRAIN["eval_tokens"]),
+                   eval_tokens=TRAIN["eval_tokens"], dtype=TRAIN["dtype"]),
     log:
         res("logs/trajectory/{run}.log"),
     benchmark:

@@ -207,6 +207,20 @@ def trajectory_runs():
 
 TRAJECTORY = trajectory_runs()
 
+
+def trajectory_analysed(wildcards):
+    """The files of this run's snapshots that the full analysis measures (its final snapshot; step 0 for the first
+    main seed): the trajectory reads their statistics instead of measuring them again."""
+    files = {}
+    for e in ANALYSED:
+        if e["run"] == wildcards.run:
+            m = model_files(e)
+            files.update({f"{e['snap']}_{key}": m[key] for key in
+                          ("summary", "alignment", "attention_summary", "weight_spectra")})
+            files[f"{e['snap']}_projection"] = res(f"analysis/{e['run']}/{e['snap']}/projection/"
+                                                   f"K{ANALYSIS['headline_K']}.parquet")
+    return files
+
 wildcard_constraints:  # (corpus and experiment are not wildcards: res() writes them into every result path)
     run="|".join(RUNS),
     snap="snapshot_[0-9]{3}",

@@ -5,21 +5,32 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from corpus_weights.snapshot_eval import snapshot_val_loss
 from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.trajectory import CorpusSide, run_trajectory
+from corpus_weights.trajectory import CorpusSide, analysed_from_files, run_trajectory
 from corpus_weights.workflow_io import load_weights_npz, read_json, start_log
 
 log = start_log(snakemake.log[0])
 emb = np.load(snakemake.input.embeddings)
 corpus = dict(counts=sp.load_npz(snakemake.input.bigrams), E_in=emb["E_in"], E_out=emb["E_out"], pi=emb["pi"],
-              eigvecs=np.load(snakemake.input.covariance)["eigvecs"], special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
+              eigvecs=np.load(snakemake.input.covariance)["eigvecs"],
+              special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
 side = CorpusSide(corpus, read_json(snakemake.input.ladder), dict(snakemake.params.trajectory))
 snapshots = []
 for path in snakemake.input.snapshots:
     weights, meta = load_weights_npz(path)
     snapshots.append((int(Path(path).stem.split("_")[1]), int(meta["step"]), weights))
 train_log = pd.read_parquet(snakemake.input.train_log).dropna(subset=["val_loss"])
-logged = dict(zip(train_log["step"].astype(int), train_log["val_loss"].astype(float)))
-table = run_trajectory(snapshots, side, np.load(snakemake.input.val), logged, dict(snakemake.params.model))
+val_loss = dict(zip(train_log["step"].astype(int), train_log["val_loss"].astype(float)))
+model = dict(snakemake.params.model)
+val_ids = np.load(snakemake.input.val)
+for (pct, step, _), path in zip(snapshots, snakemake.input.models):  # between evaluations: the trainer's own
+    if step not in val_loss:                                        # evaluation, run on the snapshot
+        val_loss[step] = snapshot_val_loss(path, val_ids, eval_tokens=int(model["eval_tokens"]),
+                                           batch_size=int(model["batch_size"]), dtype=model["dtype"], threads=1)
+# snapshots the full analysis measured: their statistics are read, not measured again
+analysed = analysed_from_files({k: snakemake.input[k] for k in snakemake.input.keys() if k.startswith("snapshot_")},
+                               int(snakemake.params.trajectory["headline_K"]), int(snapshots[0][2]["W_E"].shape[1]))
+table = run_trajectory(snapshots, side, val_ids, val_loss, model, analysed)
 table.to_parquet(snakemake.output.table, index=False)
 log.info("trajectory of %s: %d snapshots, %d rows", snakemake.wildcards.run, table["step"].nunique(), len(table))
