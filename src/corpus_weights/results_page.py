@@ -28,6 +28,9 @@ def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
     if not iv:
         raise ValueError("metrics.json has no 'intervention' block: run with --configfile config/intervention.yaml")
     cfg, corpus = metrics["config"], metrics["corpus"]
+    snaps = sorted(iv["per_variant"][iv["variants"][0]]["share_by_snapshot"])
+    pcts = " → ".join(str(int(s.rsplit("_", 1)[1])) for s in snaps)
+    final = "analysed (best) val loss" if cfg.get("patience") else "final val loss"
     lines = [
         "# Does the corpus coordinate system save training? (generated from a run)", "",
         f"Corpus {corpus['name']} ({corpus['n_tokens']:,} tokens, V = {cfg['vocab_size']:,}); model {cfg['n_layer']} "
@@ -35,8 +38,8 @@ def intervention_markdown(metrics: dict, wall_time: str | None = None) -> str:
         f"training tokens per model; seeds {', '.join(str(s) for s in iv['seeds'])}; config hash "
         f"{cfg['config_hash']}." + (f" Wall time of the experiment: {wall_time}." if wall_time else ""), "",
         f"**Verdict: {iv['verdict']['status']}.** {iv['verdict']['finding']}", "",
-        "| init | final val loss | learned fraction g | tokens to bigram CE | tokens to 1.02× random's final loss | "
-        "aligned share (snapshots 0 → 50 → 100 %) |",
+        f"| init | {final} | learned fraction g | tokens to bigram CE | tokens to 1.02× random's final loss | "
+        f"aligned share (snapshots {pcts} %) |",
         "|---|---|---|---|---|---|",
     ]
     for v in iv["variants"]:
