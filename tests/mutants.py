@@ -166,9 +166,11 @@ MUTANTS = {
                                             'run=run, snap="snapshot_050", role="main"', DAG),
     "fit_projections K from the config": ("workflow/scripts/fit_projections.py", "K = int(snakemake.wildcards.K)",
                                           'K = int(snakemake.config["analysis"]["headline_K"])', DAG),
-    "loss ladder on training tokens": ("workflow/rules/analysis.smk",
-                                       'ladder=res("corpus_stats/ladder.json"),\n        val=res("tokens/val.npy"),',
-                                       'ladder=res("corpus_stats/ladder.json"),\n        val=res("tokens/train.npy"),',
+    "loss ladder on training tokens": ("workflow/rules/analysis.smk",  # (rule measure's inputs)
+                                       'embeddings.npz"),\n        ladder=res("corpus_stats/ladder.json"),\n'
+                                       '        val=res("tokens/val.npy"),',
+                                       'embeddings.npz"),\n        ladder=res("corpus_stats/ladder.json"),\n'
+                                       '        val=res("tokens/train.npy"),',
                                        DAG),
     "corpus ladder evaluated on train": ("workflow/rules/corpus.smk",
                                          '        val=res("tokens/val.npy"),\n        meta=',

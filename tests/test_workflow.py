@@ -130,15 +130,17 @@ def test_changing_permutations_reruns_only_the_jobs_that_use_it(finished_run):
         planned = planned_rules(finished_run, "results/report.html")
     finally:
         write_config(finished_run, {"analysis": {"permutations": 100}}, name="test.yaml")
-    assert set(planned) == {"measure", "attention", "metrics", "report", "current_report"}, planned
+    # (trajectory reads the analysed snapshots' measure and attention files instead of measuring them again)
+    assert set(planned) == {"measure", "attention", "trajectory", "metrics", "report", "current_report"}, planned
 
 
 def test_training_hyperparameter_reruns_train_not_corpus(finished_run):
+    original = (finished_run / "config/test.yaml").read_text()
     write_config(finished_run, {"train": {"lr": 0.001}}, name="test.yaml")
     try:
         planned = planned_rules(finished_run, "results/report.html")
-    finally:
-        write_config(finished_run, {"train": {"lr": 0.002}}, name="test.yaml")
+    finally:  # the run's own config back, exactly (later tests plan against it)
+        (finished_run / "config/test.yaml").write_text(original)
     assert "train" in planned and "report" in planned, planned
     assert not {"prepare_corpus", "tokenize", "corpus_stats", "shuffle_tokens"} & set(planned), planned
 
