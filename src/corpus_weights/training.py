@@ -596,11 +596,11 @@ class Trainer:
 
     def stopping_summary(self) -> dict:
         if self.cfg.patience is None:
-            return dict(early_stopping=False, analysed_step=self.total_steps)
+            return dict(early_stopping=False, analysed_step=self.analysed_step())
         return dict(early_stopping=True, patience=self.cfg.patience, min_delta=self.cfg.min_delta,
                     stopped_early=self.steps_run() < self.total_steps, stop_step=self.steps_run(),
                     best_step=self.best["step"], best_tokens=self.best["step"] * self.tokens_per_step,
-                    best_val_loss=self.best["val_loss"], analysed_step=self.best["step"])
+                    best_val_loss=self.best["val_loss"], analysed_step=self.analysed_step())
 
     def maybe_report_progress(self, step: int) -> None:
         """A line a person can follow, at most every ``progress_every_s`` seconds."""

@@ -24,11 +24,13 @@ from .alignment import top_tokens
 from .attention import attention_heads
 from .controls import positive_controls
 from .corpus_stats import transition_matrix
+from .ids import WE_COVARIANCE, Basis, Pooled, Target
 from .loss_ladder import learned_fraction, position0_cross_entropy, validation_loss
 from .nulls import log_frequency_bins
 from .projection import pooled_nonembed_gram, share_of_gram
 from .residual_space import fold_layernorm
 from .spectra import participation_ratio
+from .workflow_io import read_json
 
 # stat id -> (what it is, the gate or verdict it belongs to); the order of the report's small multiples
 STATISTICS = {
@@ -55,9 +57,14 @@ class CorpusSide:
         self.Tp = note.t_proj(corpus["E_in"], corpus["E_out"], transition_matrix(C))
 
 
+def l0_entry(abs_cos: float, null_mean: float, d: int) -> dict:
+    """L0's |cos| with its random-direction null: in R^d, E cos² = 1/d, so sd|cos| = sqrt(1/d − (E|cos|)²)."""
+    return dict(value=abs_cos, null_mean=null_mean, null_sd=math.sqrt(max(1.0 / d - null_mean ** 2, 0.0)))
+
+
 def snapshot_statistics(weights: dict, side: CorpusSide, val_ids: np.ndarray, val_loss: float | None,
                         model: dict) -> dict[str, dict]:
-    """{stat: {value, null_mean, null_sd, sd}} of one snapshot. model: n_head, context, eval_tokens (the trainer's
+    """{stat: {value, null_mean, null_sd}} of one snapshot. model: n_head, context, eval_tokens (the trainer's
     evaluation, recomputed by the numpy forward pass where the trainer logged none at this step)."""
     p, corpus = side.params, side.corpus
     draws, seed, K = int(p["trajectory_draws"]), int(p["seed"]), int(p["headline_K"])
@@ -88,9 +95,7 @@ def snapshot_statistics(weights: dict, side: CorpusSide, val_ids: np.ndarray, va
     out["attention_significant"] = dict(value=float(table["significant"].astype(bool).sum()), null_mean=nan,
                                         null_sd=nan)
     l0 = note.l0_wq_alignment(weights, side.Tp)
-    d = int(folded["W_E"].shape[1])  # a random direction in R^d: E cos² = 1/d, so sd|cos| = sqrt(1/d − (E|cos|)²)
-    out["l0_cos"] = dict(value=l0["abs_cos"], null_mean=l0["null_expected_abs_cos"],
-                         null_sd=math.sqrt(max(1.0 / d - l0["null_expected_abs_cos"] ** 2, 0.0)))
+    out["l0_cos"] = l0_entry(l0["abs_cos"], l0["null_expected_abs_cos"], int(folded["W_E"].shape[1]))
     direct = note.note_predictions(weights, corpus["E_in"], corpus["pi"], include_embeddings=True, seed=seed)
     out["cos_direct"] = dict(value=direct["direct"]["cos"], null_mean=0.0, null_sd=nan)
     out["pr_we"] = dict(value=participation_ratio(np.linalg.eigvalsh(we_covariance(weights, corpus["pi"]))),
@@ -103,8 +108,6 @@ def analysed_statistics(summary: dict, alignment: dict, attention: dict, project
     """The same statistics of a snapshot the full analysis has measured (rules align, measure, attention,
     fit_projections), read from its files instead of measured again: the trajectory's reuse of per-model work
     (with the headline analysis's own null draws)."""
-    from .ids import WE_COVARIANCE, Basis, Pooled, Target
-
     nan = float("nan")
     lad, big, note_p = summary["ladder"], summary["controls"]["bigram"], summary["note_protocol"]
     null = alignment["vocab_map_null"]
@@ -121,8 +124,7 @@ def analysed_statistics(summary: dict, alignment: dict, attention: dict, project
                               null_sd=float(basis_null.share_sd)),
         "attention_significant": dict(value=float(attention["token_space"]["significant"]), null_mean=nan,
                                       null_sd=nan),
-        "l0_cos": dict(value=note_p["l0_wq_alignment"], null_mean=l0_mean,
-                       null_sd=math.sqrt(max(1.0 / d - l0_mean ** 2, 0.0))),
+        "l0_cos": l0_entry(note_p["l0_wq_alignment"], l0_mean, d),
         "cos_direct": dict(value=note_p["cos_direct"], null_mean=0.0, null_sd=nan),
         "pr_we": dict(value=float(we.iloc[0]) if len(we) else nan, null_mean=nan, null_sd=nan),
     }
@@ -131,8 +133,6 @@ def analysed_statistics(summary: dict, alignment: dict, attention: dict, project
 def analysed_from_files(files: dict[str, str], K: int, d: int) -> dict[int, dict]:
     """{step: statistics} of the analysed snapshots, from the rule's inputs named `<snapshot>_<file>` (file: summary,
     alignment, attention_summary, projection (the headline K's table), weight_spectra)."""
-    from .workflow_io import read_json
-
     out = {}
     for snap in sorted({"_".join(key.split("_")[:2]) for key in files}):
         f = {key[len(snap) + 1:]: path for key, path in files.items() if key.startswith(snap + "_")}
