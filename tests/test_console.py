@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -91,3 +92,55 @@ def test_a_dry_run_is_printed_as_snakemake_prints_it():
     h.emit(record("Building DAG of jobs..."))
     h.emit(record("Job stats:\ntotal 3", event=LogEvent.RUN_INFO, stats={"total": 3}))
     assert out.getvalue().splitlines() == ["Building DAG of jobs...", "Job stats:", "total 3"]
+
+
+def test_a_jobs_warnings_reach_the_console_and_its_log(tmp_path):
+    """start_log sends the library's logging to the rule's log file; warnings also go to the job's original stderr
+    (the console), prefixed with the log's name. Run in a subprocess: start_log replaces sys.stderr."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "logs" / "tokenize.log"
+    code = ("from corpus_weights.workflow_io import start_log\n"
+            f"log = start_log({str(log)!r})\n"
+            "log.info('counted 12 words')\n"
+            "log.warning('vocabulary shrunk from 300 to 258')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr.splitlines() == ["[tokenize] WARNING vocabulary shrunk from 300 to 258"]
+    text = log.read_text()
+    assert "INFO counted 12 words" in text and "WARNING vocabulary shrunk from 300 to 258" in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_ends_in_one_line_and_keeps_the_state(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) while a model trains: no torch traceback, the trainer's one
+    line, the console's resume hint, and the trainer's saved state left for the rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from workflow_helpers import SNAKEMAKE, make_workdir
+
+    workdir = make_workdir(tmp_path / "run", {"train": {"tokens": 3_000_000, "seeds": [0]}})
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    proc = subprocess.Popen([SNAKEMAKE, "--cores", "1", "results/report.html", "--configfile", "config/test.yaml"],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines, deadline = [], time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("[orig-s0] [train] step ") and "tokens" in line or time.monotonic() > deadline:
+            break
+    assert time.monotonic() <= deadline, "\n".join(lines[-30:])
+    time.sleep(2)  # past a checkpoint (every 20 steps of 256 tokens)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    console = "\n".join(lines) + "\n" + rest
+    assert proc.returncode != 0
+    assert "Traceback" not in console and "KeyboardInterrupt" not in console, console[-4000:]
+    assert "[orig-s0] [train] interrupted; the last saved state is kept and a rerun resumes from it" in console
+    assert console.rstrip().splitlines()[-1].startswith("interrupted: rerun the same command to resume"), console[-2000:]
+    state = list((workdir / "results").glob("tiny/*/.train_state/orig-s0/*"))
+    assert state, sorted(str(p) for p in (workdir / "results").rglob("*"))[:50]

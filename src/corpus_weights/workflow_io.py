@@ -11,12 +11,18 @@ import numpy as np
 
 
 def start_log(log_path: str | os.PathLike, name: str = "corpus_weights") -> logging.Logger:
-    """Route stderr and the library's logging to the rule's log file (a script's first act)."""
+    """Route stderr and the library's logging to the rule's log file (a script's first act). Warnings and errors also
+    go to the console (the job's original stderr), prefixed with the log's name, e.g. ``[tokenize] WARNING vocabulary
+    shrunk …``: a user should not have to open a log to learn that the configuration was adjusted."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "w", buffering=1)
     sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         force=True)
+    console = logging.StreamHandler(sys.__stderr__)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter(f"[{Path(log_path).stem}] %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(console)
     return logging.getLogger(name)
 
 

@@ -27,7 +27,12 @@ def progress(message: str) -> None:
     print(f"[{snakemake.wildcards.run}] {message}", file=sys.__stderr__, flush=True)
 
 
-summary = train_model(model_cfg, train_cfg, snakemake.input.train, snakemake.input.val,
-                      out_dir=str(snakemake.output.final).rsplit("/", 1)[0], state_dir=snakemake.params.state_dir,
-                      log=progress)
+try:
+    summary = train_model(model_cfg, train_cfg, snakemake.input.train, snakemake.input.val,
+                          out_dir=str(snakemake.output.final).rsplit("/", 1)[0], state_dir=snakemake.params.state_dir,
+                          log=progress)
+except KeyboardInterrupt:
+    # Ctrl-C: one line, not a torch traceback; the saved state makes the rerun resume (exit status as for SIGINT)
+    progress("interrupted; the last saved state is kept and a rerun resumes from it")
+    sys.exit(130)
 log.info("done: %s", summary)
