@@ -83,7 +83,10 @@ def test_interrupt_ends_with_how_to_resume():
     out = io.StringIO()
     h = handler(out)
     h.emit(record("Terminating processes on user request, this might take some time."))
+    h.emit(record("Error in rule train:\n    jobid: 5", level=logging.ERROR, event=LogEvent.JOB_ERROR))
+    h.emit(record("WorkflowError:\nAt least one job did not complete successfully.", level=logging.ERROR))
     assert out.getvalue().splitlines()[-1] == RESUME_HINT
+    assert "Error in rule" not in out.getvalue() and "WorkflowError" not in out.getvalue()
 
 
 def test_a_dry_run_is_printed_as_snakemake_prints_it():
@@ -140,7 +143,8 @@ def test_ctrl_c_during_training_ends_in_one_line_and_keeps_the_state(tmp_path):
     console = "\n".join(lines) + "\n" + rest
     assert proc.returncode != 0
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console[-4000:]
-    assert "[orig-s0] [train] interrupted; the last saved state is kept and a rerun resumes from it" in console
-    assert console.rstrip().splitlines()[-1].startswith("interrupted: rerun the same command to resume"), console[-2000:]
+    assert "[orig-s0] interrupted; the last saved state is kept and a rerun resumes from it" in console
+    assert console.rstrip().splitlines()[-1] == RESUME_HINT, console[-2000:]
+    assert "Error in rule" not in console and "WorkflowError" not in console
     state = list((workdir / "results").glob("tiny/*/.train_state/orig-s0/*"))
     assert state, sorted(str(p) for p in (workdir / "results").rglob("*"))[:50]

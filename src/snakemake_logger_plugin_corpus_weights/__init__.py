@@ -7,7 +7,7 @@ progress lines (step, loss, tokens/s, ETA; printed by the jobs themselves). Warn
 Snakemake prints them (a failing job with its log). Snakemake's banner, its per-job input/output listings (each job's
 inputs include ~20 library files) and its scheduler chatter are left out; everything is still in
 .snakemake/log/. A dry run (``-n``) prints exactly what Snakemake's own console would. Ctrl-C ends with one line
-saying how to resume.
+saying how to resume (the interrupted jobs' error reports that follow it are left to .snakemake/log/).
 """
 from __future__ import annotations
 
@@ -142,6 +142,10 @@ class LogHandler(LogHandlerBase):
             self.handleError(record)
 
     def emit_run(self, record: logging.LogRecord) -> None:
+        if self.interrupted:
+            # after Ctrl-C the interrupted jobs' errors, their logs and "WorkflowError" only look like a crash: the
+            # resume hint stays the last line (all of it is in .snakemake/log/)
+            return
         event = getattr(record, "event", None)
         p = self.progress
         if event == LogEvent.JOB_INFO:
