@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention reference compare test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
+.PHONY: report intervention reference note compare test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,16 @@ reference: $(STAMP)
 	  --title "Reference study: trained to its best validation loss" \
 	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make reference on this machine ($$(nproc) cores)" \
 	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md
+
+# The note's scale (config/note.yaml: 8 layers, d = 256, context 128, ≈ 10.2 M parameters), two seeds and the
+# controls, about an hour on 2 CPU cores with bf16; regenerates docs/note-scale-results.md from the run.
+NOTE := results/shakespeare/note
+note: $(STAMP)
+	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/note.yaml && \
+	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(NOTE)/metrics.json \
+	  --title "The note's scale: 8 layers, d = 256, context 128" \
+	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make note on this machine ($$(nproc) cores)" \
+	  > docs/note-scale-results.md.tmp && mv docs/note-scale-results.md.tmp docs/note-scale-results.md
 
 # Every experiment that has run, side by side (results/compare.html; docs/compare.md is the committed one).
 compare: $(STAMP)
