@@ -29,7 +29,8 @@ reference: $(STAMP)
 	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(REFERENCE)/metrics.json \
 	  --title "Reference study: trained to its best validation loss" \
 	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make reference on this machine ($$(nproc) cores)" \
-	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md
+	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md && \
+	  mkdir -p docs/results && cp $(REFERENCE)/metrics.json docs/results/reference.metrics.json
 
 # The note's scale (config/note.yaml: 8 layers, d = 256, context 128, ≈ 10.2 M parameters), two seeds and the
 # controls, about an hour on 2 CPU cores with bf16; regenerates docs/note-scale-results.md from the run.
@@ -39,13 +40,17 @@ note: $(STAMP)
 	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(NOTE)/metrics.json \
 	  --title "The note's scale: 8 layers, d = 256, context 128" \
 	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make note on this machine ($$(nproc) cores)" \
-	  > docs/note-scale-results.md.tmp && mv docs/note-scale-results.md.tmp docs/note-scale-results.md
+	  > docs/note-scale-results.md.tmp && mv docs/note-scale-results.md.tmp docs/note-scale-results.md && \
+	  mkdir -p docs/results && cp $(NOTE)/metrics.json docs/results/note.metrics.json
 
-# Every experiment that has run, side by side (results/compare.html; docs/compare.md is the committed one).
+# Every experiment side by side: each one's metrics.json from results/ when it has run here, else the copy committed
+# in docs/results/ by `make reference` / `make note` (a fresh clone compares its default run with the committed
+# studies). Writes results/compare.html; `make compare COMPARE_OUT=docs/compare.md` records the committed page.
+EXPERIMENTS := default reference note intervention
+COMPARE_OUT ?= results/compare.html
 compare: $(STAMP)
-	$(BIN)/python -m corpus_weights.compare $(wildcard results/shakespeare/default/metrics.json \
-	  results/shakespeare/reference/metrics.json results/shakespeare/note/metrics.json \
-	  results/shakespeare/intervention/metrics.json) -o results/compare.html
+	$(BIN)/python -m corpus_weights.compare $(foreach e,$(EXPERIMENTS),$(firstword $(wildcard \
+	  results/shakespeare/$(e)/metrics.json docs/results/$(e).metrics.json))) -o $(COMPARE_OUT)
 
 # Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).
 test: $(STAMP)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from corpus_weights.model import GPT, GPTConfig, flops_per_token
-from corpus_weights.hardware import cpu_name, matmul_peak_tflops
+from corpus_weights.hardware import cpu_name, matmul_peak_tflops, native_bf16_flags
 from corpus_weights.training import (TrainConfig, autocast_ctx, build_optimizer, resolve_compile, resolve_device,
                                      resolve_dtype, train_step)
 
@@ -210,7 +210,8 @@ def write_results(path: Path, v: dict):
         + (" — **the CPU was shared with other jobs during this run; absolute numbers are noisy and "
            "pessimistic**" if loaded else ""),
         f"- measured matmul peak (best of {v['a'].repeats + 1} probes): fp32 {v['peak32']:.4f} TFLOP/s (n=1024), bf16 {v['peak16']:.4f} TFLOP/s"
-        + (" (no AMX/avx512_bf16: bf16 is emulated and far slower)" if dev.type == "cpu" else ""),
+        + ((f" (native bf16 matmul: {', '.join(sorted(native_bf16_flags()))})" if native_bf16_flags()
+            else " (no AMX/avx512_bf16: bf16 is emulated and far slower)") if dev.type == "cpu" else ""),
         "",
         "## Setup",
         f"- model: GPTConfig(V=15007, L=8, d=256, H=8, ctx=128), {v['n_params']:,} params, SDPA attention, "

@@ -215,3 +215,23 @@ def test_fit_projections_script_honours_K_and_subtracts_its_init(plan, tmp_path)
             assert share == pytest.approx(1.0, abs=1e-9)
         else:
             assert 0.2 < share < 0.9, share
+
+
+def test_every_result_path_is_typed_once():
+    """Rules and helpers name a result through result_path("name") (common.smk's PATHS), never by typing its path:
+    the only res() calls left in the rules are each rule's own log and benchmark file, and no template is listed
+    twice under two names."""
+    import re
+
+    rules = sorted((Path(__file__).resolve().parents[1] / "workflow" / "rules").glob("*.smk"))
+    typed = []
+    for smk in rules:
+        for number, line in enumerate(smk.read_text().splitlines(), 1):
+            for arg in re.findall(r"(?<![\w.])res\((f?\"[^\"]*\")", line):
+                if not re.match(r"f?\"(logs|benchmarks)/", arg):
+                    typed.append(f"{smk.name}:{number}: res({arg})")
+    assert typed == [], "result paths typed outside PATHS (use result_path):\n" + "\n".join(typed)
+    common = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "common.smk").read_text()
+    table = common[common.index("PATHS = {"):common.index("\n}\n", common.index("PATHS = {"))]
+    templates = re.findall(r'^    "\w+": "([^"]+)",$', table, flags=re.M)
+    assert len(templates) > 20 and len(templates) == len(set(templates)), templates

@@ -6,14 +6,14 @@
 
 rule align:
     input:
-        weights=res("weights/{run}/{snap}.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        covariance=res("corpus_stats/covariance.npz"),
-        vocab=res("tokens/vocab.parquet"),
+        weights=result_path("weights"),
+        embeddings=result_path("embeddings"),
+        covariance=result_path("covariance"),
+        vocab=result_path("vocab"),
         code=script_code("align"),
     output:
-        npz=res("analysis/{run}/{snap}/alignment.npz"),
-        json=res("analysis/{run}/{snap}/alignment.json"),
+        npz=result_path("alignment"),
+        json=result_path("alignment_summary"),
     params:
         align=align_params(),
     log:
@@ -33,16 +33,16 @@ rule align:
 rule measure:
     input:
         unpack(measure_run_inputs),
-        weights=res("weights/{run}/{snap}.npz"),
-        bigrams=res("corpus_stats/bigram_counts.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        ladder=res("corpus_stats/ladder.json"),
-        val=res("tokens/val.npy"),
-        vocab=res("tokens/vocab.parquet"),
+        weights=result_path("weights"),
+        bigrams=result_path("bigrams"),
+        embeddings=result_path("embeddings"),
+        ladder=result_path("ladder"),
+        val=result_path("val_tokens"),
+        vocab=result_path("vocab"),
         code=script_code("measure"),
     output:
-        summary=res("analysis/{run}/{snap}/summary.json"),
-        weight_spectra=res("analysis/{run}/{snap}/weight_spectra.parquet"),
+        summary=result_path("summary"),
+        weight_spectra=result_path("weight_spectra"),
     params:
         measure=measure_params(),
         identity=lambda wildcards: analysed_identity(wildcards.run, wildcards.snap),
@@ -62,16 +62,16 @@ rule measure:
 
 rule attention:
     input:
-        weights=res("weights/{run}/{snap}.npz"),
-        step0=res("weights/{run}/snapshot_000.npz"),
-        bigrams=res("corpus_stats/bigram_counts.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        val=res("tokens/val.npy"),
-        vocab=res("tokens/vocab.parquet"),
+        weights=result_path("weights"),
+        step0=result_path("weights", snap="snapshot_000"),
+        bigrams=result_path("bigrams"),
+        embeddings=result_path("embeddings"),
+        val=result_path("val_tokens"),
+        vocab=result_path("vocab"),
         code=script_code("attention"),
     output:
-        table=res("analysis/{run}/{snap}/attention.parquet"),
-        json=res("analysis/{run}/{snap}/attention.json"),
+        table=result_path("attention"),
+        json=result_path("attention_summary"),
     params:
         attention=attention_params(),
     log:
@@ -90,14 +90,14 @@ rule attention:
 
 rule fit_projections:
     input:
-        weights=res("weights/{run}/{snap}.npz"),
-        init=res("weights/{run}/snapshot_000.npz"),
-        alignment=res("analysis/{run}/{snap}/alignment.npz"),
-        covariance=res("corpus_stats/covariance.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
+        weights=result_path("weights"),
+        init=result_path("weights", snap="snapshot_000"),
+        alignment=result_path("alignment"),
+        covariance=result_path("covariance"),
+        embeddings=result_path("embeddings"),
         code=script_code("fit_projections"),
     output:
-        table=res("analysis/{run}/{snap}/projection/K{K}.parquet"),
+        table=result_path("projection"),
     params:
         projection=projection_params(),
     log:
@@ -117,18 +117,18 @@ rule fit_projections:
 rule trajectory:
     input:
         unpack(trajectory_analysed),
-        snapshots=expand(res("weights/{{run}}/snapshot_{pct:03d}.npz"), pct=SNAPSHOT_PCTS),
-        models=expand(res("train/{{run}}/snapshot_{pct:03d}.safetensors"), pct=SNAPSHOT_PCTS),
-        train_log=res("train/{run}/log.parquet"),
-        bigrams=res("corpus_stats/bigram_counts.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        covariance=res("corpus_stats/covariance.npz"),
-        ladder=res("corpus_stats/ladder.json"),
-        val=res("tokens/val.npy"),
-        vocab=res("tokens/vocab.parquet"),
+        snapshots=expand(result_path("weights", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
+        models=expand(result_path("model", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
+        train_log=result_path("train_log"),
+        bigrams=result_path("bigrams"),
+        embeddings=result_path("embeddings"),
+        covariance=result_path("covariance"),
+        ladder=result_path("ladder"),
+        val=result_path("val_tokens"),
+        vocab=result_path("vocab"),
         code=script_code("trajectory"),
     output:
-        table=res("analysis/{run}/trajectory.parquet"),
+        table=result_path("trajectory"),
     params:
         trajectory=trajectory_params(),
         model=dict(n_head=MODEL["n_head"], context=MODEL["context"], batch_size=TRAIN["batch_size"],

@@ -38,11 +38,60 @@ CORPUS_TEXT = f"resources/corpus/{CORPUS}.txt"
 CORPUS_MANIFEST = f"resources/corpus/{CORPUS}.manifest.json"
 
 
-def res(path):
-    """The one way a rule or helper names a result: res("tokens/meta.json") is results/<corpus>/<experiment>/tokens/
-    meta.json. Wildcards in `path` ({run}, {snap}, {K}, {variant}) stay wildcards; pass an f-string for a concrete
-    file (res(f"train/{run}/log.parquet"))."""
-    return f"{RESULTS}/{path}"
+def res(rel):
+    """results/<corpus>/<experiment>/<rel>: where every result of this run lives. Rules name their results through
+    result_path (below); res itself is used for the one log and one benchmark file of each rule."""
+    return f"{RESULTS}/{rel}"
+
+
+# Every result file, named once: rules and helpers refer to a result by its name here, never by typing its path
+# again. Wildcards stay wildcards unless a value is given: result_path("weights") is
+# results/<corpus>/<experiment>/weights/{run}/{snap}.npz, result_path("weights", snap="snapshot_000") the step-0 file
+# of the job's {run}, result_path("weights", run="orig-s0", snap="snapshot_100") one file.
+PATHS = {
+    "train_tokens": "tokens/train.npy",
+    "val_tokens": "tokens/val.npy",
+    "shuffled_tokens": "tokens/train_shuffled.npy",
+    "vocab": "tokens/vocab.parquet",
+    "tokenizer": "tokens/tokenizer.json",
+    "tokens_meta": "tokens/meta.json",
+    "bigrams": "corpus_stats/bigram_counts.npz",
+    "embeddings": "corpus_stats/embeddings.npz",
+    "covariance": "corpus_stats/covariance.npz",
+    "spectra": "corpus_stats/spectra.parquet",
+    "ladder": "corpus_stats/ladder.json",
+    "init_embedding": "init/{variant}.npy",
+    "final_model": "train/{run}/final.safetensors",
+    "model": "train/{run}/{snap}.safetensors",
+    "train_log": "train/{run}/log.parquet",
+    "train_summary": "train/{run}/summary.json",
+    "train_state": ".train_state/{run}",
+    "weights": "weights/{run}/{snap}.npz",
+    "weights_meta": "weights/{run}/{snap}.json",
+    "alignment": "analysis/{run}/{snap}/alignment.npz",
+    "alignment_summary": "analysis/{run}/{snap}/alignment.json",
+    "summary": "analysis/{run}/{snap}/summary.json",
+    "attention": "analysis/{run}/{snap}/attention.parquet",
+    "attention_summary": "analysis/{run}/{snap}/attention.json",
+    "weight_spectra": "analysis/{run}/{snap}/weight_spectra.parquet",
+    "validation": "analysis/{run}/{snap}/validation.json",
+    "projection": "analysis/{run}/{snap}/projection/K{K}.parquet",
+    "trajectory": "analysis/{run}/trajectory.parquet",
+    "intervention": "intervention/{run}.json",
+    "metrics": "metrics.json",
+    "report": "report.html",
+    "report_file": "report_files/{name}",
+}
+
+
+class _KeepWildcards(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def result_path(key, **values):
+    """res() of the result named `key` in PATHS, with `values` filled into its wildcards (the others stay)."""
+    return res(PATHS[key].format_map(_KeepWildcards(values)))
 
 
 MODEL = config["model"]
@@ -78,11 +127,11 @@ def check_config():
         matches = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
         if not matches:
             problems.append(("corpus.files", f"the glob '{pattern}' matches no file (working directory {os.getcwd()})"))
-        for path in matches:
-            if os.path.getsize(path) == 0:
-                problems.append(("corpus.files", f"the file '{path}' is empty"))
+        for file in matches:
+            if os.path.getsize(file) == 0:
+                problems.append(("corpus.files", f"the file '{file}' is empty"))
     problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
-    meta_path = res("tokens/meta.json")
+    meta_path = result_path("tokens_meta")
     meta = None
     if os.path.exists(meta_path):  # a later run: the corpus's size is known, check it before any job
         import json
@@ -217,8 +266,8 @@ def trajectory_analysed(wildcards):
             m = model_files(e)
             files.update({f"{e['snap']}_{key}": m[key] for key in
                           ("summary", "alignment", "attention_summary", "weight_spectra")})
-            files[f"{e['snap']}_projection"] = res(f"analysis/{e['run']}/{e['snap']}/projection/"
-                                                   f"K{ANALYSIS['headline_K']}.parquet")
+            files[f"{e['snap']}_projection"] = result_path("projection", run=e["run"], snap=e["snap"],
+                                                           K=ANALYSIS["headline_K"])
     return files
 
 wildcard_constraints:  # (corpus and experiment are not wildcards: res() writes them into every result path)
@@ -316,8 +365,7 @@ def corpus_inputs(wildcards):
 
 
 def train_tokens(wildcards):
-    name = "train_shuffled.npy" if RUNS[wildcards.run]["data"] == "shuffled" else "train.npy"
-    return res(f"tokens/{name}")
+    return result_path("shuffled_tokens" if RUNS[wildcards.run]["data"] == "shuffled" else "train_tokens")
 
 
 def train_params(wildcards):
@@ -328,7 +376,7 @@ def train_params(wildcards):
     params["seed"] = RUNS[wildcards.run]["seed"]
     params["snapshot_fracs"] = [p / 100 for p in SNAPSHOT_PCTS]
     init = RUNS[wildcards.run]["init"]
-    params["init_embedding"] = None if init == "random" else res(f"init/{init}.npy")
+    params["init_embedding"] = None if init == "random" else result_path("init_embedding", variant=init)
     if RUNS[wildcards.run]["data"] != "orig":
         # Early stopping is for models of the real text. The token-shuffled control's validation loss cannot go
         # below the unigram's, so its "best" step comes within a few hundred thousand tokens; stopped there it would
@@ -342,7 +390,7 @@ def train_inputs(wildcards):
     inputs = {"train": train_tokens(wildcards)}
     init = RUNS[wildcards.run]["init"]
     if init != "random":
-        inputs["init"] = res(f"init/{init}.npy")
+        inputs["init"] = result_path("init_embedding", variant=init)
     return inputs
 
 
@@ -369,30 +417,30 @@ def projection_params():
 
 
 def projection_files():
-    return [res(f"analysis/{e['run']}/{e['snap']}/projection/K{k}.parquet") for e in ANALYSED for k in ANALYSIS["K"]]
+    return [result_path("projection", run=e["run"], snap=e["snap"], K=k) for e in ANALYSED for k in ANALYSIS["K"]]
 
 
 def model_files(entry):
-    base = res(f"analysis/{entry['run']}/{entry['snap']}")
-    return dict(summary=f"{base}/summary.json", alignment=f"{base}/alignment.json",
-                attention=f"{base}/attention.parquet", attention_summary=f"{base}/attention.json",
-                weight_spectra=f"{base}/weight_spectra.parquet",
-                projections=[f"{base}/projection/K{k}.parquet" for k in ANALYSIS["K"]])
+    one = dict(run=entry["run"], snap=entry["snap"])
+    return dict(summary=result_path("summary", **one), alignment=result_path("alignment_summary", **one),
+                attention=result_path("attention", **one), attention_summary=result_path("attention_summary", **one),
+                weight_spectra=result_path("weight_spectra", **one),
+                projections=[result_path("projection", **one, K=k) for k in ANALYSIS["K"]])
 
 
 def model_summaries(wildcards):
     """What metrics.json is assembled from: the corpus side, every run's log and summary, every analysed model's
     per-model files (declared inputs only; nothing is found by globbing)."""
     return {
-        "intervention": [res(f"intervention/{run}.json") for run in INTERVENTION],
+        "intervention": [result_path("intervention", run=run) for run in INTERVENTION],
         "manifest": CORPUS_MANIFEST,
-        "tokens_meta": res("tokens/meta.json"),
-        "spectra": res("corpus_stats/spectra.parquet"),
-        "train_logs": [res(f"train/{run}/log.parquet") for run in TRAINED],
-        "train_summaries": [res(f"train/{run}/summary.json") for run in TRAINED],
+        "tokens_meta": result_path("tokens_meta"),
+        "spectra": result_path("spectra"),
+        "train_logs": [result_path("train_log", run=run) for run in TRAINED],
+        "train_summaries": [result_path("train_summary", run=run) for run in TRAINED],
         "projections": projection_files(),
         "per_model": [f for e in ANALYSED for k, v in model_files(e).items() if k != "projections" for f in [v]],
-        "trajectories": [res(f"analysis/{t['run']}/trajectory.parquet") for t in TRAJECTORY],
+        "trajectories": [result_path("trajectory", run=t["run"]) for t in TRAJECTORY],
     }
 
 
@@ -402,7 +450,7 @@ def metrics_inputs(wildcards):
 
 def report_inputs(wildcards):
     """The figures and tables read the same per-model files; the numbers come from metrics.json."""
-    return {**model_summaries(wildcards), "metrics": res("metrics.json"),
+    return {**model_summaries(wildcards), "metrics": result_path("metrics"),
             "code": script_code("report")}
 
 
@@ -425,7 +473,13 @@ def benchmark_jobs():
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
     jobs += [("intervention", run) for run in INTERVENTION]
     jobs += [("trajectory", t["run"]) for t in TRAJECTORY]
-    return [dict(rule=rule, job=job or CORPUS,
+    # snapshots extracted only for the trajectory: their cost is the trajectory's (metrics.json analysis block)
+    trajectory_only = sorted({(t["run"], f"snapshot_{pct:03d}") for t in TRAJECTORY for pct in SNAPSHOT_PCTS}
+                             - set(extracted))
+    jobs += [("extract_weights", f"{run}.{snap}") for run, snap in trajectory_only]
+    only = {f"{run}.{snap}" for run, snap in trajectory_only}
+    return [dict(rule=rule, job=job or CORPUS, for_trajectory=rule == "trajectory" or (rule == "extract_weights"
+                                                                                      and job in only),
                  path=res(f"benchmarks/{rule}.tsv") if job is None else res(f"benchmarks/{rule}/{job}.tsv"))
             for rule, job in jobs]
 
@@ -451,19 +505,19 @@ def measure_run_inputs(wildcards):
     """Where a model's validation loss comes from: a trained run's log (the trainer's evaluation at that step), or,
     for weights from a file, rule validation_loss (the same evaluation windows, by a numpy forward pass)."""
     if RUNS[wildcards.run]["source"] == "train":
-        return {"train_log": res(f"train/{wildcards.run}/log.parquet")}
-    return {"validation": res(f"analysis/{wildcards.run}/{wildcards.snap}/validation.json")}
+        return {"train_log": result_path("train_log", run=wildcards.run)}
+    return {"validation": result_path("validation", run=wildcards.run, snap=wildcards.snap)}
 
 
 # What each planted recipe reads besides its base run's weights (so the DAG plans only that).
 PLANT_RECIPE_INPUTS = {
-    "corpus_span": {"embeddings": res("corpus_stats/embeddings.npz"), "covariance": res("corpus_stats/covariance.npz")},
-    "routing_qk": {"bigrams": res("corpus_stats/bigram_counts.npz"), "embeddings": res("corpus_stats/embeddings.npz"),
-                   "vocab": res("tokens/vocab.parquet")},
-    "l0_aligned": {"bigrams": res("corpus_stats/bigram_counts.npz"), "embeddings": res("corpus_stats/embeddings.npz")},
+    "corpus_span": {"embeddings": result_path("embeddings"), "covariance": result_path("covariance")},
+    "routing_qk": {"bigrams": result_path("bigrams"), "embeddings": result_path("embeddings"),
+                   "vocab": result_path("vocab")},
+    "l0_aligned": {"bigrams": result_path("bigrams"), "embeddings": result_path("embeddings")},
     "random": {},
     "random_qk": {},
-    "shuffled_embedding": {"shuffled_embedding": res("init/shuffled_corpus.npy")},
+    "shuffled_embedding": {"shuffled_embedding": result_path("init_embedding", variant="shuffled_corpus")},
 }
 
 
@@ -471,8 +525,8 @@ def plant_inputs(wildcards):
     """The base run's final weights and its step 0 (the planted model's ΔW reference), and the recipe's corpus
     statistics."""
     info = RUNS[wildcards.run]
-    base = res(f"weights/{info['base']}")
-    return {"base": f"{base}/snapshot_100.npz", "base_init": f"{base}/snapshot_000.npz",
+    return {"base": result_path("weights", run=info["base"], snap="snapshot_100"),
+            "base_init": result_path("weights", run=info["base"], snap="snapshot_000"),
             **PLANT_RECIPE_INPUTS[info["recipe"]]}
 
 

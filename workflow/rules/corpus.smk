@@ -29,11 +29,11 @@ rule tokenize:
         text=CORPUS_TEXT,
         code=script_code("tokenize"),
     output:
-        train=res("tokens/train.npy"),
-        val=res("tokens/val.npy"),
-        vocab=res("tokens/vocab.parquet"),
-        tokenizer=res("tokens/tokenizer.json"),
-        meta=res("tokens/meta.json"),
+        train=result_path("train_tokens"),
+        val=result_path("val_tokens"),
+        vocab=result_path("vocab"),
+        tokenizer=result_path("tokenizer"),
+        meta=result_path("tokens_meta"),
     params:
         tokenizer=config["tokenizer"],
         val_fraction=config["corpus"]["val_fraction"],
@@ -53,10 +53,10 @@ rule tokenize:
 
 rule shuffle_tokens:
     input:
-        train=res("tokens/train.npy"),
+        train=result_path("train_tokens"),
         code=script_code("shuffle_tokens"),
     output:
-        shuffled=res("tokens/train_shuffled.npy"),
+        shuffled=result_path("shuffled_tokens"),
     params:
         seed=TRAIN["seeds"][0],
     log:
@@ -75,14 +75,14 @@ rule shuffle_tokens:
 
 rule corpus_stats:
     input:
-        train=res("tokens/train.npy"),
-        meta=res("tokens/meta.json"),
+        train=result_path("train_tokens"),
+        meta=result_path("tokens_meta"),
         code=script_code("corpus_stats"),
     output:
-        bigrams=res("corpus_stats/bigram_counts.npz"),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        covariance=res("corpus_stats/covariance.npz"),
-        spectra=res("corpus_stats/spectra.parquet"),
+        bigrams=result_path("bigrams"),
+        embeddings=result_path("embeddings"),
+        covariance=result_path("covariance"),
+        spectra=result_path("spectra"),
     params:
         dim=MODEL["d_model"],
         alpha=ANALYSIS["ppmi_alpha"],
@@ -104,12 +104,12 @@ rule corpus_stats:
 
 rule corpus_ladder:
     input:
-        train=res("tokens/train.npy"),
-        val=res("tokens/val.npy"),
-        meta=res("tokens/meta.json"),
+        train=result_path("train_tokens"),
+        val=result_path("val_tokens"),
+        meta=result_path("tokens_meta"),
         code=script_code("corpus_ladder"),
     output:
-        ladder=res("corpus_stats/ladder.json"),
+        ladder=result_path("ladder"),
     log:
         res("logs/corpus_ladder.log"),
     benchmark:

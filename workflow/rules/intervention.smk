@@ -4,12 +4,12 @@
 
 rule init_embedding:
     input:
-        train=res("tokens/train.npy"),
-        shuffled=res("tokens/train_shuffled.npy"),
-        meta=res("tokens/meta.json"),
+        train=result_path("train_tokens"),
+        shuffled=result_path("shuffled_tokens"),
+        meta=result_path("tokens_meta"),
         code=script_code("init_embedding"),
     output:
-        embedding=res("init/{variant}.npy"),
+        embedding=result_path("init_embedding"),
     params:
         d=MODEL["d_model"],
         alpha=ANALYSIS["ppmi_alpha"],
@@ -34,18 +34,18 @@ rule init_embedding:
 
 rule intervention:
     input:
-        log=res("train/{run}/log.parquet"),
-        random_log=lambda wildcards: res(f"train/{random_init_run(RUNS[wildcards.run]['seed'])}/log.parquet"),
-        random_meta=lambda wildcards: res(f"weights/{random_init_run(RUNS[wildcards.run]['seed'])}/snapshot_100.json"),
-        snapshots=expand(res("weights/{{run}}/snapshot_{pct:03d}.npz"), pct=SNAPSHOT_PCTS),
-        embeddings=res("corpus_stats/embeddings.npz"),
-        covariance=res("corpus_stats/covariance.npz"),
-        ladder=res("corpus_stats/ladder.json"),
-        val=res("tokens/val.npy"),
-        vocab=res("tokens/vocab.parquet"),
+        log=result_path("train_log"),
+        random_log=lambda wildcards: result_path("train_log", run=random_init_run(RUNS[wildcards.run]["seed"])),
+        random_meta=lambda wildcards: result_path("weights_meta", run=random_init_run(RUNS[wildcards.run]["seed"]), snap="snapshot_100"),
+        snapshots=expand(result_path("weights", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
+        embeddings=result_path("embeddings"),
+        covariance=result_path("covariance"),
+        ladder=result_path("ladder"),
+        val=result_path("val_tokens"),
+        vocab=result_path("vocab"),
         code=script_code("intervention"),
     output:
-        json=res("intervention/{run}.json"),
+        json=result_path("intervention"),
     params:
         identity=lambda wildcards: trained_identity(wildcards.run),
         align={k: ANALYSIS[k] for k in ["top_n", "freq_bins", "seed"]},

@@ -10,10 +10,10 @@ rule plant_weights:
         unpack(plant_inputs),
         code=script_code("plant_weights"),
     output:
-        weights=res("weights/{run}/snapshot_100.npz"),
-        meta=res("weights/{run}/snapshot_100.json"),
-        init=res("weights/{run}/snapshot_000.npz"),
-        init_meta=res("weights/{run}/snapshot_000.json"),
+        weights=result_path("weights", snap="snapshot_100"),
+        meta=result_path("weights_meta", snap="snapshot_100"),
+        init=result_path("weights", snap="snapshot_000"),
+        init_meta=result_path("weights_meta", snap="snapshot_000"),
     params:
         plant=plant_params,
     wildcard_constraints:
@@ -34,11 +34,11 @@ rule plant_weights:
 
 rule validation_loss:
     input:
-        weights=res("weights/{run}/{snap}.npz"),
-        val=res("tokens/val.npy"),
+        weights=result_path("weights"),
+        val=result_path("val_tokens"),
         code=script_code("validation_loss"),
     output:
-        json=res("analysis/{run}/{snap}/validation.json"),
+        json=result_path("validation"),
     params:
         eval_tokens=TRAIN["eval_tokens"],
     wildcard_constraints:

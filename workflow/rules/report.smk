@@ -13,7 +13,7 @@ rule metrics:
     input:
         unpack(metrics_inputs),
     output:
-        metrics=res("metrics.json"),
+        metrics=result_path("metrics"),
     params:
         models=[{**e, "files": model_files(e)} for e in ANALYSED],
         runs=TRAINED,
@@ -41,13 +41,13 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html=res("report.html"),
+        html=result_path("report"),
         figures=[
-            report(res(f"report_files/{name}.png"), caption=f"../report/{name}.rst", category="Figures")
+            report(result_path("report_file", name=f"{name}.png"), caption=f"../report/{name}.rst", category="Figures")
             for name in REPORT_FIGURES
         ],
         tables=[
-            report(res(f"report_files/{name}.csv"), caption="../report/table.rst", category="Tables")
+            report(result_path("report_file", name=f"{name}.csv"), caption="../report/table.rst", category="Tables")
             for name in REPORT_TABLES
         ],
     params:
@@ -72,8 +72,8 @@ rule report:
 
 rule current_report:
     input:
-        html=res("report.html"),
-        metrics=res("metrics.json"),
+        html=result_path("report"),
+        metrics=result_path("metrics"),
         code=script_code("current_report"),
     output:
         html="results/report.html",

@@ -4,20 +4,20 @@
 rule train:
     input:
         unpack(train_inputs),
-        val=res("tokens/val.npy"),
-        meta=res("tokens/meta.json"),
+        val=result_path("val_tokens"),
+        meta=result_path("tokens_meta"),
         code=script_code("train"),
     output:
-        final=res("train/{run}/final.safetensors"),
-        snapshots=expand(res("train/{{run}}/snapshot_{pct:03d}.safetensors"), pct=SNAPSHOT_PCTS),
-        log=res("train/{run}/log.parquet"),
-        summary=res("train/{run}/summary.json"),
+        final=result_path("final_model"),
+        snapshots=expand(result_path("model", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
+        log=result_path("train_log"),
+        summary=result_path("train_summary"),
     params:
         model=MODEL,
         train=train_params,
         val_fraction=config["corpus"]["val_fraction"],
         # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.
-        state_dir=lambda wildcards: res(f".train_state/{wildcards.run}"),
+        state_dir=lambda wildcards: result_path("train_state", run=wildcards.run),
     wildcard_constraints:
         run=registry_pattern(TRAINED),  # a run whose weights come from a file is never trained
     log:
@@ -37,11 +37,11 @@ rule train:
 
 rule extract_weights:
     input:
-        model=res("train/{run}/{snap}.safetensors"),
+        model=result_path("model"),
         code=script_code("extract_weights"),
     output:
-        weights=res("weights/{run}/{snap}.npz"),
-        meta=res("weights/{run}/{snap}.json"),
+        weights=result_path("weights"),
+        meta=result_path("weights_meta"),
     wildcard_constraints:
         run=registry_pattern(TRAINED),  # a run from a file gets its weights file from its own rule (planted.smk)
     log:
