@@ -36,7 +36,8 @@ rule intervention:
     input:
         log=result_path("train_log"),
         random_log=lambda wildcards: result_path("train_log", run=random_init_run(RUNS[wildcards.run]["seed"])),
-        random_meta=lambda wildcards: result_path("weights_meta", run=random_init_run(RUNS[wildcards.run]["seed"]), snap="snapshot_100"),
+        random_meta=lambda wildcards: result_path("weights_meta", run=random_init_run(RUNS[wildcards.run]["seed"]),
+                                                  snap="snapshot_100"),
         snapshots=expand(result_path("weights", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
         embeddings=result_path("embeddings"),
         covariance=result_path("covariance"),
