@@ -345,3 +345,22 @@ def test_report_tables_and_metrics_trace_back_to_the_per_model_files(finished_ru
         if mm["role"] == "main":
             shares.append(share_w)
     assert metrics["seeds"]["share_corpus"]["mean"] == pytest.approx(float(np.mean(shares)), rel=1e-12)
+
+
+def test_the_training_table_names_each_model_as_the_other_tables_do(finished_run):
+    """One name per model across the report: the training table's rows are main-s0, main-s1, shuffled (as in the
+    model table), each with its results folder and the numbers of its own summary.json."""
+    from corpus_weights.report_tables import train_rows
+
+    metrics = json.loads((finished_run / "results/metrics.json").read_text())
+    html = (finished_run / "results/report.html").read_text()
+    runs = {}
+    for run in ("orig-s0", "orig-s1", "shuffled-s0"):
+        runs[run] = {"summary": json.loads((finished_run / f"results/tiny/default/train/{run}/summary.json").read_text())}
+    rows = train_rows(runs, metrics["models"])
+    assert [(r["model"], r["folder"]) for r in rows] == [("main-s0", "train/orig-s0"), ("main-s1", "train/orig-s1"),
+                                                         ("shuffled", "train/shuffled-s0")]
+    assert [r["final val loss"] for r in rows] == [runs[run]["summary"]["final_val_loss"] for run in runs]
+    section = html[html.index('<h2 id="training">'):]
+    for r in rows:
+        assert f"<td>{r['model']}</td><td>{r['folder']}</td>" in section[:section.index("</table>")], r["model"]

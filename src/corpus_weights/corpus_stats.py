@@ -1,7 +1,7 @@
 """Training-free corpus statistics: bigram counts, PPMI, corpus embeddings, covariance.
 
 Why this module exists: these are the "corpus side" of every comparison in
-the project (see shared/docs/measurement.md, "Corpus statistics").  Everything
+the project (see docs/measurement.md, "Corpus statistics (training-free)").  Everything
 V x V stays sparse (V ~ 15k would be 1.8 GB dense); only V x d and d x d
 arrays are dense; bigram counting is chunked and products with large sparse
 matrices use every core.  Decompositions are made deterministic (seeded

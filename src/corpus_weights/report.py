@@ -329,7 +329,7 @@ def render_page(metrics: dict, data: dict, figures: dict) -> str:
         control_table=_table(tables.control_rows(metrics, data["labels"], K)),
         per_matrix_table=_table(tables.per_matrix_rows(main_res["projections"], K)),
         attention_table=_table(main_res["attention"].to_dict("records")),
-        training_table=_table(tables.train_rows(data["runs"])),
+        training_table=_table(tables.train_rows(data["runs"], metrics["models"])),
         spectra_table=_table(data["spectra"].to_dict("records")),
         weight_spectra_table=_table(main_res["weight_spectra"].to_dict("records")),
         benchmark_table=_table(metrics["benchmarks"]),

@@ -118,11 +118,14 @@ def per_matrix_rows(proj: pd.DataFrame, K: int) -> list[dict]:
     return wide.merge(extra, on=["matrix", "layer"], how="left").to_dict("records")
 
 
-def train_rows(runs: dict) -> list[dict]:
+def train_rows(runs: dict, models: dict | None = None) -> list[dict]:
+    """One row per trained run, named as every other table names the model (main-s0, shuffled, …; the step-0
+    control is a snapshot of the first main run, not a run of its own), with the folder its files are in."""
+    labels = {m["run"]: label for label, m in (models or {}).items() if m.get("role") != "step0"}
     rows = []
     for run, info in runs.items():
         s = info["summary"]
-        row = {"run": run, "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
+        row = {"model": labels.get(run, run), "folder": f"train/{run}", "params": s.get("params"), "tokens": s.get("tokens"), "steps": s.get("steps"),
                "final train loss": s.get("final_train_loss"), "final val loss": s.get("final_val_loss")}
         if s.get("early_stopping"):  # the analysed model is the best one, not the last
             row.update({"analysed: step": s.get("best_step"), "analysed: tokens": s.get("best_tokens"),
