@@ -66,3 +66,25 @@ def test_rules_and_scripts_take_no_fallback_defaults(pattern):
                                              or "CONTROLS" in line or "cfg" in line):
                 offenders.append(f"{path.name}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_dataclasses_share_the_schemas_defaults():
+    """GPTConfig has no defaults (the schema requires every model key); TrainConfig's defaults are the schema's
+    train.* defaults, key by key (snapshot_fracs is train.snapshots); its other fields are not config keys."""
+    import dataclasses
+
+    from corpus_weights.model import GPTConfig
+    from corpus_weights.training import TrainConfig
+
+    assert [f.name for f in dataclasses.fields(GPTConfig) if f.default is not dataclasses.MISSING] == []
+    assert set(SCHEMA["properties"]["model"]["required"]) >= {"n_layer", "d_model", "n_head", "context"}
+    defaults, compared = schema_defaults(), []
+    for f in dataclasses.fields(TrainConfig):
+        value = (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        key = "train.snapshots" if f.name == "snapshot_fracs" else f"train.{f.name}"
+        if key in defaults:
+            assert value == defaults[key], (f.name, value, defaults[key])
+            compared.append(f.name)
+        else:
+            assert f.name in {"tokens", "seed", "threads", "init_embedding"}, f"{f.name}: not a config key"
+    assert len(compared) == 15, compared

@@ -58,8 +58,8 @@ def test_seeded_init_and_scaling():
     assert torch.all(m.ln_f.weight == 1)
 
 
-def test_default_param_count():
-    cfg = GPTConfig(vocab_size=15007)
+def test_note_scale_param_count():
+    cfg = GPTConfig(vocab_size=15007, n_layer=8, d_model=256, n_head=8, context=128)
     n = 15007 * 256 + 128 * 256 + 8 * (12 * 256 * 256 + 2 * 256) + 256
     m = GPT(cfg)
     print("default params:", m.n_params())

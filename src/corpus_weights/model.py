@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 @dataclass
 class GPTConfig:
+    """The architecture; no defaults here: the workflow passes the config's `model` block, whose keys the schema
+    requires (config/note.yaml is the note's 8 layers, d = 256, 8 heads, context 128)."""
     vocab_size: int
-    n_layer: int = 8
-    d_model: int = 256
-    n_head: int = 8
-    context: int = 128
+    n_layer: int
+    d_model: int
+    n_head: int
+    context: int
 
     def __post_init__(self):
         if self.d_model % self.n_head:

@@ -80,17 +80,19 @@ class InjectedCrash(RuntimeError):
 
 @dataclass
 class TrainConfig:
+    """One run's training. The defaults are the schema's (workflow/schemas/config.schema.yaml, the only home of the
+    config's defaults; tests/test_config_defaults.py keeps them equal); the workflow passes every key explicitly."""
     tokens: int
-    batch_size: int = 16
-    lr: float = 2e-3
+    batch_size: int = 64
+    lr: float = 0.004
     min_lr_frac: float = 0.1
     warmup_frac: float = 0.05
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_every: int = 25
-    eval_tokens: int = 8192
-    checkpoint_every: int = 25
-    snapshot_fracs: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
+    eval_every: int = 50
+    eval_tokens: int = 16384
+    checkpoint_every: int = 50
+    snapshot_fracs: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.25, 0.5, 1.0])  # train.snapshots
     seed: int = 0
     device: str = "auto"
     compile: str | bool = "auto"
