@@ -7,7 +7,7 @@ from pathlib import Path
 import corpus_weights
 
 PKG = Path(corpus_weights.__file__).parent
-TORCH_MODULES = {"model", "training", "weights", "hardware", "snapshot_eval"}
+TORCH_MODULES = {"model", "training", "weights", "hardware", "snapshot_eval", "checkpoints"}  # checkpoints: nanoGPT files only
 LEAVES = {"linalg", "workflow_io", "note_values", "circuits", "hardware", "ids", "decision_rules", "input_checks",
           "config_check"}
 

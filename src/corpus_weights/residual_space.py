@@ -119,27 +119,36 @@ def random_rotation_fixing_ones(d: int, rng: np.random.Generator) -> np.ndarray:
     return one @ one.T + H @ R @ H.T
 
 
-def layernorm(x: np.ndarray, w: np.ndarray | None = None, eps: float = LN_EPS) -> np.ndarray:
-    """LayerNorm over the last axis, no bias; multiply by w if given."""
+def layernorm(x: np.ndarray, w: np.ndarray | None = None, eps: float = LN_EPS, b: np.ndarray | None = None
+              ) -> np.ndarray:
+    """LayerNorm over the last axis; multiply by w and add b if given (the models trained here have no b)."""
     x = np.asarray(x, dtype=np.float64)
     mu = x.mean(-1, keepdims=True)
     xc = x - mu
     var = (xc * xc).mean(-1, keepdims=True)
     y = xc / np.sqrt(var + eps)
-    return y * w if w is not None else y
+    y = y * w if w is not None else y
+    return y + b if b is not None else y
 
 
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact (erf) GELU."""
+def gelu(x: np.ndarray, activation: str = "gelu") -> np.ndarray:
+    """GELU: exact (erf) for "gelu", the tanh approximation of GPT-2 for "gelu_new"."""
+    if activation == "gelu_new":
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    if activation != "gelu":
+        raise ValueError(f"activation {activation!r}: expected 'gelu' or 'gelu_new'")
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
-def forward_logits(weights: dict, tokens: np.ndarray, n_head: int) -> np.ndarray:
-    """Reference float64 forward pass of the pre-LN GPT (no biases).
+def forward_logits(weights: dict, tokens: np.ndarray, n_head: int, activation: str = "gelu",
+                   ln_eps: float = LN_EPS) -> np.ndarray:
+    """Reference float64 forward pass of the pre-LN GPT.
 
     x = W_E[tok] + W_pos[:T]; per layer: x += Attn(LN1(x)); x += MLP(LN2(x));
     logits = LN_f(x) W_U^T with W_U = weights['W_U'] if present else W_E (tied).
-    tokens: (T,) or (B, T) ints.  Returns (B, T, V) (or (T, V)).
+    Biases (``L{i}.b_Q`` …, ``L{i}.ln1.b`` …, ``ln_final.b``; checkpoints.py) enter where a GPT-2 has them; a
+    missing one is zero (the models trained here have none). tokens: (T,) or (B, T) ints. Returns (B, T, V) (or
+    (T, V)).
     """
     tok = np.asarray(tokens)
     squeeze = tok.ndim == 1
@@ -147,24 +156,26 @@ def forward_logits(weights: dict, tokens: np.ndarray, n_head: int) -> np.ndarray
         tok = tok[None]
     B, T = tok.shape
     f = lambda k: np.asarray(weights[k], dtype=np.float64)  # noqa: E731
+    bias = lambda k: np.asarray(weights[k], dtype=np.float64) if k in weights else 0.0  # noqa: E731
+    ln = lambda x, k: layernorm(x, f(f"{k}.w"), ln_eps, bias(f"{k}.b") if f"{k}.b" in weights else None)  # noqa: E731
     x = f("W_E")[tok] + f("W_pos")[:T][None]
     d = x.shape[-1]
     dh = d // n_head
     mask = np.triu(np.ones((T, T), dtype=bool), 1)
     for i in range(n_layers(weights)):
-        h = layernorm(x, f(f"L{i}.ln1.w"))
-        q = (h @ f(f"L{i}.W_Q").T).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
-        k = (h @ f(f"L{i}.W_K").T).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
-        v = (h @ f(f"L{i}.W_V").T).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
+        h = ln(x, f"L{i}.ln1")
+        q = (h @ f(f"L{i}.W_Q").T + bias(f"L{i}.b_Q")).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
+        k = (h @ f(f"L{i}.W_K").T + bias(f"L{i}.b_K")).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
+        v = (h @ f(f"L{i}.W_V").T + bias(f"L{i}.b_V")).reshape(B, T, n_head, dh).transpose(0, 2, 1, 3)
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
         s = np.where(mask, -np.inf, s)
         s = s - s.max(-1, keepdims=True)
         p = np.exp(s)
         p /= p.sum(-1, keepdims=True)
         a = (p @ v).transpose(0, 2, 1, 3).reshape(B, T, d)
-        x = x + a @ f(f"L{i}.W_O").T
-        h2 = layernorm(x, f(f"L{i}.ln2.w"))
-        x = x + gelu(h2 @ f(f"L{i}.W_in").T) @ f(f"L{i}.W_out").T
+        x = x + a @ f(f"L{i}.W_O").T + bias(f"L{i}.b_O")
+        h2 = ln(x, f"L{i}.ln2")
+        x = x + gelu(h2 @ f(f"L{i}.W_in").T + bias(f"L{i}.b_in"), activation) @ f(f"L{i}.W_out").T + bias(f"L{i}.b_out")
     W_U = f("W_U") if "W_U" in weights else f("W_E")
-    logits = layernorm(x, f("ln_final.w")) @ W_U.T
+    logits = ln(x, "ln_final") @ W_U.T
     return logits[0] if squeeze else logits
