@@ -26,7 +26,7 @@ intervention: $(STAMP)
 REFERENCE := results/shakespeare/reference
 reference: $(STAMP)
 	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/reference.yaml && \
-	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(REFERENCE)/metrics.json \
+	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.report.results_page --experiment $(REFERENCE)/metrics.json \
 	  --title "Reference study: trained to its best validation loss" \
 	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make reference on this machine ($$(nproc) cores)" \
 	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md && \
@@ -37,7 +37,7 @@ reference: $(STAMP)
 NOTE := results/shakespeare/note
 note: $(STAMP)
 	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/note.yaml && \
-	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.results_page --experiment $(NOTE)/metrics.json \
+	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.report.results_page --experiment $(NOTE)/metrics.json \
 	  --title "The note's scale: 8 layers, d = 256, context 128" \
 	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make note on this machine ($$(nproc) cores)" \
 	  > docs/note-scale-results.md.tmp && mv docs/note-scale-results.md.tmp docs/note-scale-results.md && \
@@ -49,7 +49,7 @@ note: $(STAMP)
 EXPERIMENTS := default reference note intervention
 COMPARE_OUT ?= results/compare.html
 compare: $(STAMP)
-	$(BIN)/python -m corpus_weights.compare $(foreach e,$(EXPERIMENTS),$(firstword $(wildcard \
+	$(BIN)/python -m corpus_weights.report.compare $(foreach e,$(EXPERIMENTS),$(firstword $(wildcard \
 	  results/shakespeare/$(e)/metrics.json docs/results/$(e).metrics.json))) -o $(COMPARE_OUT)
 
 # Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).

@@ -17,8 +17,8 @@ t0 = time.perf_counter()
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from corpus_weights.analysis import align_model, attention_model, measure_model, projection_table  # noqa: E402
-from corpus_weights.workflow_io import load_weights_npz, read_json  # noqa: E402
+from corpus_weights.measure.analysis import align_model, attention_model, measure_model, projection_table  # noqa: E402
+from corpus_weights.core.workflow_io import load_weights_npz, read_json  # noqa: E402
 
 IMPORT_S = time.perf_counter() - t0
 ROOT = Path(__file__).resolve().parents[1]

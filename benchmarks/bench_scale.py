@@ -88,7 +88,7 @@ def baseline(work: Path, vocab: int, tokens: int) -> dict:
     import scipy.sparse as sp
     from scipy.sparse.linalg import svds
 
-    from corpus_weights.corpus_stats import ppmi, top_singular
+    from corpus_weights.corpus.corpus_stats import ppmi, top_singular
 
     name = f"synthetic_v{vocab}_t{tokens}"
     P = ppmi(sp.load_npz(work / "results" / name / "default" / "corpus_stats/bigram_counts.npz"))

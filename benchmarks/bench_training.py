@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from corpus_weights.model import GPT, GPTConfig, flops_per_token
-from corpus_weights.hardware import cpu_name, matmul_peak_tflops, native_bf16_flags
-from corpus_weights.training import (TrainConfig, autocast_ctx, build_optimizer, resolve_compile, resolve_device,
+from corpus_weights.model.gpt import GPT, GPTConfig, flops_per_token
+from corpus_weights.model.hardware import cpu_name, matmul_peak_tflops, native_bf16_flags
+from corpus_weights.model.training import (TrainConfig, autocast_ctx, build_optimizer, resolve_compile, resolve_device,
                                      resolve_dtype, train_step)
 
 ROOT = Path(__file__).resolve().parents[1]

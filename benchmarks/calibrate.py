@@ -1,4 +1,4 @@
-"""Verdict calibration through the pipeline: every planted model (src/corpus_weights/planted.py) and >= 20 noise
+"""Verdict calibration through the pipeline: every planted model (src/corpus_weights/measure/planted.py) and >= 20 noise
 models run through the workflow's own rules on the tiny config, their verdicts read from metrics.json, and
 docs/calibration.md written (claim x planted case -> conclusion, the gates, the false-positive rate over the noise
 models, and what each run cost).
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from corpus_weights.planted import BUILT_FOR, RECIPES, TRUE_BY_CONSTRUCTION
+from corpus_weights.measure.planted import BUILT_FOR, RECIPES, TRUE_BY_CONSTRUCTION
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -170,7 +170,7 @@ def render(planted: dict, noise: list[dict], results: dict, noise_results: list[
         "(`plant_weights` → `validation_loss`, `align`, `measure`, `attention`, `fit_projections` → `metrics`) with "
         "`calibration: {recipe: <case>, seed: 0}`: the two analysed main models are planted models built on the "
         "trained main run of the same seed; step 0 and the shuffled control are the trained ones. `trained` is the "
-        "ordinary run (no planting). Recipes: `src/corpus_weights/planted.py`; what each is built for: "
+        "ordinary run (no planting). Recipes: `src/corpus_weights/measure/planted.py`; what each is built for: "
         "`planted.BUILT_FOR`.",
         "",
         "Each cell: the **conclusion of the decision rule on the statistics alone** (`conclusion_ungated`), then the "

@@ -20,8 +20,8 @@ timeout 240 "$PY" benchmarks/bench_training.py --device cuda --steps 50 --repeat
 timeout 300 "$PY" - "$OUTDIR" <<'EOF'
 import json, sys, time, pathlib
 import numpy as np, torch
-from corpus_weights.model import GPTConfig, flops_per_token
-from corpus_weights.training import TrainConfig, train_model
+from corpus_weights.model.gpt import GPTConfig, flops_per_token
+from corpus_weights.model.training import TrainConfig, train_model
 out = pathlib.Path(sys.argv[1])
 rng = np.random.default_rng(0)
 np.save(out / "train.npy", rng.integers(0, 15007, 5_000_000, dtype=np.int32))

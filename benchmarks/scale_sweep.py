@@ -1,8 +1,8 @@
 """Scale sweep for the default run: tokens/s, validation loss and learned fraction g per candidate shape.
 
-Uses the project's own trainer (corpus_weights.training.train_model) on the default run's tokens
+Uses the project's own trainer (corpus_weights.model.training.train_model) on the default run's tokens
 (results/shakespeare/default/tokens, made by `snakemake results/shakespeare/default/tokens/meta.json`) and the loss
-ladder of corpus_weights.loss_ladder. Run on a quiet machine (nothing else running): the figures are throughput.
+ladder of corpus_weights.measure.loss_ladder. Run on a quiet machine (nothing else running): the figures are throughput.
 
   python benchmarks/scale_sweep.py speed            # ~20 steps per shape: tokens/s at 1 and 2 threads
   python benchmarks/scale_sweep.py train NAME ...   # full runs of the named candidates (own cosine schedule each)
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from corpus_weights.loss_ladder import corpus_ladder, model_ladder
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.training import TrainConfig, build_optimizer, train_model, train_step
-from corpus_weights.weights import extract_weights
+from corpus_weights.measure.loss_ladder import corpus_ladder, model_ladder
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.model.training import TrainConfig, build_optimizer, train_model, train_step
+from corpus_weights.model.weights import extract_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENS = ROOT / "results/shakespeare/default/tokens"
@@ -76,7 +76,7 @@ def full_run(name: str, tokens: int, ladder: dict) -> dict:
         summary = train_model(cfg, tc, TOKENS / "train.npy", TOKENS / "val.npy", Path(tmp) / "out",
                               Path(tmp) / "state", log=lambda m: None)
         wall = time.perf_counter() - t0
-        from corpus_weights.weights import load_model_safetensors
+        from corpus_weights.model.weights import load_model_safetensors
         model, _ = load_model_safetensors(Path(tmp) / "out/final.safetensors")
     w = extract_weights(model)
     lad = model_ladder(w, val, ladder, summary["final_val_loss"])

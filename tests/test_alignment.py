@@ -1,4 +1,4 @@
-"""Planted answers for the corpus -> model map (corpus_weights.alignment): every number of the summary recomputed
+"""Planted answers for the corpus -> model map (corpus_weights.measure.alignment): every number of the summary recomputed
 from its definition on small cases, the CKA against its U-statistic definition, ridge against its closed form."""
 import itertools
 import json
@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import corpus_weights.alignment as al
-from corpus_weights.alignment import (
+import corpus_weights.measure.alignment as al
+from corpus_weights.measure.alignment import (
     RidgeFits, _counts, _null_summary, basis_null, corpus_basis, debiased_linear_cka, fit_ridge_map,
     plugin_linear_cka, procrustes_heldout, stratified_halves, top_tokens, vocabulary_alignment,
 )
-from corpus_weights.nulls import empirical_p
+from corpus_weights.core.nulls import empirical_p
 
 
 def _hsic_u_statistic(K, L):
@@ -310,7 +310,7 @@ def split0_reference_case():
     """The small model and corpus behind tests/data/alignment_split0_reference.npz, which holds align_model's arrays
     and summary and projection_table's columns (K = 3, random_draws = 3, seed = 3) as computed by the code before
     splits existed (commit 6c8df79)."""
-    from corpus_weights.corpus_stats import corpus_covariance, eigh_desc
+    from corpus_weights.corpus.corpus_stats import corpus_covariance, eigh_desc
     from test_residual_space import small_model
 
     rng = np.random.default_rng(20)
@@ -327,7 +327,7 @@ def split0_reference_case():
 
 
 def _headline(splits):
-    from corpus_weights.analysis import align_model, projection_table
+    from corpus_weights.measure.analysis import align_model, projection_table
 
     w, init, corpus = split0_reference_case()
     arrays, summary = align_model(w, corpus, dict(REFERENCE_PARAMS, splits=splits))

@@ -1,13 +1,13 @@
 import numpy as np
 import scipy.sparse as sp
 
-from corpus_weights.attention import (
+from corpus_weights.measure.attention import (
     next_token_logprob, preceding_token_statistic, qk_factors, qk_residual_forms, token_space_scores,
 )
-from corpus_weights.controls import positive_controls
-from corpus_weights.linalg import double_centre, row_centre
-from corpus_weights.nulls import log_frequency_bins
-from corpus_weights.residual_space import layernorm
+from corpus_weights.measure.controls import positive_controls
+from corpus_weights.core.linalg import double_centre, row_centre
+from corpus_weights.core.nulls import log_frequency_bins
+from corpus_weights.measure.residual_space import layernorm
 
 
 def markov_counts(rng, V=30, n=10**6):
@@ -75,7 +75,7 @@ def test_positive_controls_on_a_planted_model_and_on_noise():
 def test_qk_and_ov_circuits_planted():
     """Scores from the QK circuit equal the model's own per-head scores q·k/√d_h; the OV circuit equals the head's
     value path; both sum over heads to the layer's full products; an unfolded ln1 weight is applied."""
-    from corpus_weights.circuits import ov_circuit, qk_circuit
+    from corpus_weights.measure.circuits import ov_circuit, qk_circuit
 
     rng = np.random.default_rng(0)
     d, H = 12, 3

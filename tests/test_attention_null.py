@@ -11,15 +11,15 @@ import scipy.sparse as sp
 
 import pandas as pd
 
-from corpus_weights.analysis import attention_model, attention_summary
-from corpus_weights.attention import (
+from corpus_weights.measure.analysis import attention_model, attention_summary
+from corpus_weights.measure.attention import (
     Functional, PairDesign, TokenSpace, attention_heads, causal_softmax, direct_token_space_r, forward_attention,
     head_scores, head_weights, null_summary, planted_routing_head, pmi_pairs,
     preceding_token_statistic, rotation_draws, validation_windows, with_heads,
 )
-from corpus_weights.linalg import double_centre
-from corpus_weights.nulls import log_frequency_bins
-from corpus_weights.residual_space import (
+from corpus_weights.core.linalg import double_centre
+from corpus_weights.core.nulls import log_frequency_bins
+from corpus_weights.measure.residual_space import (
     fold_layernorm, forward_logits, layernorm, random_rotation_fixing_ones, rotate_residual,
 )
 
@@ -228,7 +228,7 @@ def test_psd_pinv_drops_a_rounding_level_negative_eigenvalue():
     """A singular Gram matrix computed in floating point can carry an eigenvalue of −1e-14 relative instead of 0;
     np.linalg.pinv inverts it into a huge negative one (which once made every functional null r wrong in float32),
     psd_pinv drops it and inverts the rest."""
-    from corpus_weights.attention import psd_pinv
+    from corpus_weights.measure.attention import psd_pinv
 
     rng = np.random.default_rng(12)
     V_ = np.linalg.qr(rng.standard_normal((6, 6)))[0]

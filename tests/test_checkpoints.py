@@ -1,5 +1,5 @@
-"""Checkpoints from elsewhere into the weight contract (corpus_weights.checkpoints) and our models out to the Hugging
-Face format (corpus_weights.export), checked against `transformers`' own GPT-2 forward pass: models built here from
+"""Checkpoints from elsewhere into the weight contract (corpus_weights.model.checkpoints) and our models out to the Hugging
+Face format (corpus_weights.model.export), checked against `transformers`' own GPT-2 forward pass: models built here from
 a config (nothing downloaded), with non-zero biases and LayerNorm parameters so that every bias and its orientation
 is exercised."""
 from __future__ import annotations
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from corpus_weights.checkpoints import CheckpointError, read_checkpoint
-from corpus_weights.export import export_hf
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.residual_space import forward_logits
-from corpus_weights.weights import extract_weights, save_model_safetensors
+from corpus_weights.model.checkpoints import CheckpointError, read_checkpoint
+from corpus_weights.model.export import export_hf
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.measure.residual_space import forward_logits
+from corpus_weights.model.weights import extract_weights, save_model_safetensors
 
 transformers = pytest.importorskip("transformers")
 

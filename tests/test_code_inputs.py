@@ -23,9 +23,9 @@ EVERY_RULE = {**INTERVENTION, "calibration": {"recipe": "corpus_span"}}
 TARGET = "results/report.html"
 PACKAGE = "corpus_weights"
 # Package data each rule's modules read (not visible to an import graph): the report's page template.
-EXPECTED_DATA = {"report": {"templates/report.html"}}
-# The leaf: imported by no library module, only by scripts (`from corpus_weights.tokenizing import ...`).
-LEAF = "tokenizing.py"
+EXPECTED_DATA = {"report": {"report/templates/report.html"}}
+# The leaf: imported by no library module, only by scripts (`from corpus_weights.corpus.tokenizing import ...`).
+LEAF = "corpus/tokenizing.py"
 # Rules whose scripts import the leaf only for `special_token_ids` (the stale-cache bug: lib("analysis")
 # and lib("intervention") never reached it).
 LEAF_ONLY_THROUGH_SCRIPT = {"align", "measure", "attention", "intervention"}

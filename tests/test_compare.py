@@ -1,4 +1,4 @@
-"""Experiments side by side (corpus_weights.compare) on planted metrics: every claim of every experiment, in the
+"""Experiments side by side (corpus_weights.report.compare) on planted metrics: every claim of every experiment, in the
 experiment's column, a claim one experiment lacks marked so, failing gates named."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from corpus_weights.compare import comparison_rows, load_experiments, markdown_page
+from corpus_weights.report.compare import comparison_rows, load_experiments, markdown_page
 
 
 def metrics(name, conclusion, *, tokens=1000, patience=None, g1=True, extra_claim=False, moving=None):

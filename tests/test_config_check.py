@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from corpus_weights.config_check import format_problems, schema_problems
+from corpus_weights.core.config_check import format_problems, schema_problems
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())

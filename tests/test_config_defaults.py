@@ -73,8 +73,8 @@ def test_the_dataclasses_share_the_schemas_defaults():
     train.* defaults, key by key (snapshot_fracs is train.snapshots); its other fields are not config keys."""
     import dataclasses
 
-    from corpus_weights.model import GPTConfig
-    from corpus_weights.training import TrainConfig
+    from corpus_weights.model.gpt import GPTConfig
+    from corpus_weights.model.training import TrainConfig
 
     assert [f.name for f in dataclasses.fields(GPTConfig) if f.default is not dataclasses.MISSING] == []
     assert set(SCHEMA["properties"]["model"]["required"]) >= {"n_layer", "d_model", "n_head", "context"}

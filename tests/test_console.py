@@ -104,7 +104,7 @@ def test_a_jobs_warnings_reach_the_console_and_its_log(tmp_path):
     import sys
 
     log = tmp_path / "logs" / "tokenize.log"
-    code = ("from corpus_weights.workflow_io import start_log\n"
+    code = ("from corpus_weights.core.workflow_io import start_log\n"
             f"log = start_log({str(log)!r})\n"
             "log.info('counted 12 words')\n"
             "log.warning('vocabulary shrunk from 300 to 258')\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from corpus_weights.corpus import (
+from corpus_weights.corpus.text import (
     CorpusError,
     clean_play_markdown,
     load_builtin_shakespeare,
@@ -59,7 +59,7 @@ def test_non_utf8(tmp_path):
 
 def test_word_and_line_counts_in_blocks_equal_split():
     """Blocks cut after a line feed give exactly str.split / str.splitlines, Unicode spaces and CR LF included."""
-    from corpus_weights.corpus import count_words_and_lines
+    from corpus_weights.corpus.text import count_words_and_lines
 
     text = "".join(f"w{i}\u00a0x{i}\u3000y\r\nz {i}\tq\x0bend\n" if i % 3 else f"solo{i}\u2028two\n" for i in range(500))
     for block in (1, 7, 64, 10_000):

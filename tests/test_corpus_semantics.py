@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpus_weights.corpus import prepare_corpus, read_corpus_files
-from corpus_weights.loss_ladder import corpus_ladder, interpolated_bigram
-from corpus_weights.tokenizing import encode, encode_file, split_train_val, train_tokenizer, write_split
+from corpus_weights.corpus.text import prepare_corpus, read_corpus_files
+from corpus_weights.measure.loss_ladder import corpus_ladder, interpolated_bigram
+from corpus_weights.corpus.tokenizing import encode, encode_file, split_train_val, train_tokenizer, write_split
 
 
 # ----------------------------------------------------------------------------- words and lines

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from corpus_weights.corpus_stats import (
+from corpus_weights.corpus.corpus_stats import (
     bigram_counts,
     corpus_covariance,
     eigh_desc,
@@ -129,7 +129,7 @@ def test_symmetric_counts_pr_exact_matches_dense():
 def test_bigram_counts_in_chunks_from_a_memory_map(tmp_path, monkeypatch):
     """Chunk boundaries lose no pair, a memory-mapped stream gives the same table, and a vocabulary too large for
     32-bit pair keys (V**2 > 2**32) still counts exactly."""
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 40, size=5_001)
@@ -146,7 +146,7 @@ def test_bigram_counts_in_chunks_from_a_memory_map(tmp_path, monkeypatch):
 
 
 def test_threaded_sparse_product_equals_the_plain_one(monkeypatch):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     A = sp.random(3_000, 2_000, density=0.2, format="csr", random_state=1)
     X = np.random.default_rng(2).standard_normal((2_000, 7))
@@ -161,7 +161,7 @@ def test_threaded_sparse_product_equals_the_plain_one(monkeypatch):
 
 def test_both_solvers_give_the_same_top_singular_values(monkeypatch):
     """PROPACK (small matrices) and ARPACK (large ones) agree; the switch is only a matter of speed and memory."""
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     rng = np.random.default_rng(3)
     A = sp.csr_matrix(rng.standard_normal((300, 8)) @ np.diag(np.linspace(10, 1, 8)) @ rng.standard_normal((8, 200))
@@ -237,7 +237,7 @@ def _planted_sparse(n=120, m=90, seed=0):
 
 @pytest.mark.parametrize("propack_max", [10**9, 0])  # PROPACK, then ARPACK
 def test_top_singular_planted_descending_and_bit_reproducible(monkeypatch, propack_max):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     monkeypatch.setattr(cs, "PROPACK_MAX_DIM", propack_max)
     A, values = _planted_sparse()
@@ -251,7 +251,7 @@ def test_top_singular_planted_descending_and_bit_reproducible(monkeypatch, propa
 
 
 def test_top_singular_solver_switch_at_the_limit_and_fallback_warning(monkeypatch, caplog):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     A, values = _planted_sparse()
     used = []
@@ -275,7 +275,7 @@ def test_top_singular_solver_switch_at_the_limit_and_fallback_warning(monkeypatc
 
     monkeypatch.setattr(cs, "svds", failing)
     monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 10**9)
-    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus.corpus_stats"):
         s = cs.top_singular(A, 3, vectors=False)
     assert np.allclose(s, values[:3])
     assert [r.getMessage() for r in caplog.records] == ["PROPACK did not converge (planted failure); using ARPACK"]
@@ -284,7 +284,7 @@ def test_top_singular_solver_switch_at_the_limit_and_fallback_warning(monkeypatc
 def test_top_abs_eigenvalues_planted_signed_spectrum_and_reproducible(monkeypatch):
     """Block-diagonal [[0, a], [a, 0]] blocks have eigenvalues +-a: the |eigenvalues| come back descending, each
     twice, the same to the last bit on a second call, and through the threaded operator as well."""
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     a = np.array([9.0, 7.0, 5.0, 3.0, 2.0, 1.0])
     M = sp.block_diag([sp.csr_matrix([[0, x], [x, 0]]) for x in a], format="csr")
@@ -297,7 +297,7 @@ def test_top_abs_eigenvalues_planted_signed_spectrum_and_reproducible(monkeypatc
 
 
 def test_threaded_operator_products_match_the_matrix(monkeypatch):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     A = sp.random(50, 30, density=0.3, format="csr", random_state=4)
     x, X = np.arange(30.0), np.arange(60.0).reshape(30, 2)
@@ -318,7 +318,7 @@ def test_threaded_operator_products_match_the_matrix(monkeypatch):
 
 
 def test_sparse_matmul_thread_counts_and_dtype(monkeypatch):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     A = sp.random(40, 20, density=0.4, format="csr", random_state=5)
     X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
@@ -339,7 +339,7 @@ def test_sparse_matmul_thread_counts_and_dtype(monkeypatch):
 # ----------------------------------------------------------------------------- edges and error messages
 
 def test_ppmi_embeddings_paths_at_the_rank_bound(monkeypatch, caplog):
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     P = ppmi(_random_sparse(V=12, density=0.6, seed=2))
     kmax = 12
@@ -349,11 +349,11 @@ def test_ppmi_embeddings_paths_at_the_rank_bound(monkeypatch, caplog):
         assert E_in.shape == (12, dim) and np.allclose(s, s_dense[:dim])
         assert np.allclose(E_in @ E_out.T, (lambda U, S, Vt: (U[:, :dim] * S[:dim]) @ Vt[:dim])(
             *np.linalg.svd(P.toarray())), atol=1e-8)
-    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus.corpus_stats"):
         ppmi_embeddings(P, kmax + 1)
     assert "ppmi_embeddings: dim=13 > rank bound 12; padding with zero components" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus.corpus_stats"):
         ppmi_embeddings(P, kmax)
     assert "padding" not in caplog.text
     with pytest.raises(ValueError, match="dim must be >= 1, got 0"):
@@ -431,7 +431,7 @@ def test_ppmi_rows_of_a_rectangular_count_matrix_and_transition_of_fractional_ro
 
 
 def test_spectrum_default_k_is_256_and_values_below_one_are_kept():
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     C = _random_sparse(V=300, density=0.03, seed=8)
     assert symmetric_counts_spectrum_stats(C)["truncated_top_k"] == 256
@@ -452,7 +452,7 @@ def test_messages_are_exact(caplog):
         ppmi(sp.csr_matrix(np.array([[1.0, -1.0], [0.0, 1.0]])))
     with pytest.raises(ValueError, match=r"^cannot compute a unigram distribution from zero tokens$"):
         unigram_distribution(np.array([], dtype=np.int64), 3)
-    with caplog.at_level("WARNING", logger="corpus_weights.corpus_stats"):
+    with caplog.at_level("WARNING", logger="corpus_weights.corpus.corpus_stats"):
         ppmi_embeddings(ppmi(_random_sparse(V=8, density=0.9, seed=1)), 9)
     assert [r.getMessage() for r in caplog.records] == [
         "ppmi_embeddings: dim=9 > rank bound 8; padding with zero components"]
@@ -467,6 +467,6 @@ def test_one_component_is_sign_fixed_too():
     U0, _, _ = ppmi_embeddings(ppmi(_random_sparse(V=30, density=0.3, seed=4)), 1, power=0.0)
     assert U0[np.argmax(np.abs(U0[:, 0])), 0] > 0
     flipped = -U0
-    from corpus_weights.corpus_stats import _fix_signs
+    from corpus_weights.corpus.corpus_stats import _fix_signs
     _fix_signs(flipped)
     assert np.array_equal(flipped, U0)

@@ -168,7 +168,7 @@ def test_fit_projections_script_honours_K_and_subtracts_its_init(plan, tmp_path)
     """The planned K=4 and K=8 jobs of main-s0, run on planted files at their planned paths: W − init lies in the
     span of the first 8 corpus-basis directions, so the pooled ΔW share is exactly 1 at K = 8 and clearly below 1 at
     K = 4; every row carries the job's own K."""
-    from corpus_weights.workflow_io import save_weights_npz
+    from corpus_weights.core.workflow_io import save_weights_npz
 
     cfg = plan["config"]
     d, L, ctx, V = cfg["model"]["d_model"], cfg["model"]["n_layer"], cfg["model"]["context"], 40

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from corpus_weights.alignment import (
+from corpus_weights.measure.alignment import (
     debiased_linear_cka, fit_ridge_map, plugin_linear_cka, procrustes_heldout, stratified_halves, top_tokens,
     vocabulary_alignment,
 )
-from corpus_weights.analysis import projection_table
-from corpus_weights.attention import attention_vs_corpus, next_token_logprob, preceding_token_statistic
-from corpus_weights.controls import bigram_check, unigram_check, weighted_double_centre
-from corpus_weights.linalg import double_centre
-from corpus_weights.nulls import benjamini_hochberg, log_frequency_bins
-from corpus_weights.residual_space import layernorm
+from corpus_weights.measure.analysis import projection_table
+from corpus_weights.measure.attention import attention_vs_corpus, next_token_logprob, preceding_token_statistic
+from corpus_weights.measure.controls import bigram_check, unigram_check, weighted_double_centre
+from corpus_weights.core.linalg import double_centre
+from corpus_weights.core.nulls import benjamini_hochberg, log_frequency_bins
+from corpus_weights.measure.residual_space import layernorm
 from test_residual_space import small_model
 
 
@@ -270,7 +270,7 @@ def test_next_token_logprob_orientation():
 
 def test_ridge_cv_choice_matches_brute_force():
     """The closed-form CV error of RidgeFits.choose_lambda equals refitting ridge on every fold for every λ."""
-    from corpus_weights.alignment import RidgeFits
+    from corpus_weights.measure.alignment import RidgeFits
 
     rng = np.random.default_rng(12)
     E = rng.standard_normal((200, 10)) * np.linspace(3, 0.2, 10)

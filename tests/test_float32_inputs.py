@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from corpus_weights import alignment, linalg, nulls, projection, spectra
-from corpus_weights.corpus_stats import corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
-from corpus_weights.residual_space import forward_logits, layernorm
+from corpus_weights.core import linalg, nulls, spectra
+from corpus_weights.measure import alignment, projection
+from corpus_weights.corpus.corpus_stats import corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
+from corpus_weights.measure.residual_space import forward_logits, layernorm
 from test_residual_space import small_model
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.residual_space import fold_layernorm, forward_logits
-from corpus_weights.weights import extract_weights
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.measure.residual_space import fold_layernorm, forward_logits
+from corpus_weights.model.weights import extract_weights
 
 
 def test_numpy_forward_equals_torch_model():

@@ -1,7 +1,7 @@
 """Gates decide whether a verdict may be stated; a failing gate withholds exactly the verdicts that depend on it."""
 import pytest
 
-from corpus_weights.gates import evaluate_gates
+from corpus_weights.report.gates import evaluate_gates
 
 
 def model(label, role, seed=0, tokens=1000, val_loss=5.8, g=0.6, z=8.0, r=0.3, uz=0.5, map_p=0.005):

@@ -4,13 +4,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from corpus_weights.alignment import corpus_basis, stratified_halves, top_tokens, RidgeFits
-from corpus_weights.initialisation import INIT_STD, initial_embedding, scaled_to_random_norm
-from corpus_weights.intervention import paired_differences, tokens_to_reach
-from corpus_weights.model import GPTConfig
-from corpus_weights.nulls import log_frequency_bins
-from corpus_weights.projection import projection_share
-from corpus_weights.training import TrainConfig, train_model
+from corpus_weights.measure.alignment import corpus_basis, stratified_halves, top_tokens, RidgeFits
+from corpus_weights.corpus.initialisation import INIT_STD, initial_embedding, scaled_to_random_norm
+from corpus_weights.measure.intervention import paired_differences, tokens_to_reach
+from corpus_weights.model.gpt import GPTConfig
+from corpus_weights.core.nulls import log_frequency_bins
+from corpus_weights.measure.projection import projection_share
+from corpus_weights.model.training import TrainConfig, train_model
 
 
 def markov_ids(rng, V=60, n=60_000):
@@ -60,7 +60,7 @@ def test_corpus_initialised_W_E_lies_in_the_corpus_coordinate_system(corpus):
     W_E is not predicted at all."""
     ids, shuffled = corpus
     V, d, K = 60, 16, 4
-    from corpus_weights.initialisation import corpus_embedding
+    from corpus_weights.corpus.initialisation import corpus_embedding
 
     E = corpus_embedding(ids, V, d, 0.75, 0.5, 0)
     pi = np.bincount(ids, minlength=V) / ids.size

@@ -1,5 +1,5 @@
 """Degenerate inputs are refused naming the key to change and a value that would work (input_checks)."""
-from corpus_weights.input_checks import budget_problems, corpus_problems, map_problems, split_problems, width_problems
+from corpus_weights.core.input_checks import budget_problems, corpus_problems, map_problems, split_problems, width_problems
 
 
 def test_budget_below_one_batch():
@@ -29,7 +29,7 @@ def test_too_few_distinct_tokens_for_the_width_and_the_map():
 def test_results_page_on_a_run_without_the_intervention_says_so_without_a_traceback(tmp_path, capsys):
     import json
 
-    from corpus_weights.results_page import main
+    from corpus_weights.report.results_page import main
 
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps({"config": {}, "corpus": {}}))

@@ -36,7 +36,7 @@ def test_intervention_section_on_the_tiny_run(tmp_path):
 
 
 def test_results_page_needs_the_experiment():
-    from corpus_weights.results_page import intervention_markdown
+    from corpus_weights.report.results_page import intervention_markdown
 
     with pytest.raises(ValueError, match="intervention"):
         intervention_markdown({"config": {}, "corpus": {}})

@@ -4,13 +4,13 @@ protocol's numbers move."""
 import numpy as np
 import scipy.sparse as sp
 
-from corpus_weights.analysis import align_model, attention_model, measure_model, projection_table
-from corpus_weights.attention import attention_vs_corpus
-from corpus_weights.loss_ladder import corpus_ladder
-from corpus_weights.note_protocol import note_basis, note_projection_r2, note_qk_cosines
+from corpus_weights.measure.analysis import align_model, attention_model, measure_model, projection_table
+from corpus_weights.measure.attention import attention_vs_corpus
+from corpus_weights.measure.loss_ladder import corpus_ladder
+from corpus_weights.measure.note_protocol import note_basis, note_projection_r2, note_qk_cosines
 from test_residual_space import small_model
 
-from corpus_weights.residual_space import (
+from corpus_weights.measure.residual_space import (
     fold_layernorm, forward_logits, random_rotation_fixing_ones, rotate_residual,
 )
 
@@ -136,7 +136,7 @@ def test_head_gauge_moves_note_qk_not_token_scores():
 def test_power_of_the_basis_test_is_invariant():
     """planted_power on a rotated model with its bases rotated alongside (B -> Qᵀ B) gives the same planted z and
     the same minimum detectable excess (the pipeline case above has a noise map, where mde is NaN)."""
-    from corpus_weights.projection import planted_power
+    from corpus_weights.measure.projection import planted_power
 
     w, C, pi, E, E_out, Q, rng = setup()
     f = fold_layernorm(w)

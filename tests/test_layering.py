@@ -1,4 +1,6 @@
-"""The library's layering: no import cycles, leaves import nothing of the package, torch only where a model runs."""
+"""The library's layering: stage sub-packages whose imports run one way (core → corpus → model → measure → report,
+each importing only its own stage and earlier ones; measure and report never the model stage), no import cycles,
+torch only in the model stage, and the analysis side importable without torch."""
 import ast
 import subprocess
 import sys
@@ -7,28 +9,56 @@ from pathlib import Path
 import corpus_weights
 
 PKG = Path(corpus_weights.__file__).parent
-TORCH_MODULES = {"model", "training", "weights", "hardware", "snapshot_eval", "checkpoints"}  # checkpoints: nanoGPT files only
-LEAVES = {"linalg", "workflow_io", "note_values", "circuits", "hardware", "ids", "decision_rules", "input_checks",
-          "config_check"}
+STAGES = ["core", "corpus", "model", "measure", "report"]
+# what each stage may import besides itself: the stages before it, except that the analysis side (measure, report)
+# reads weight files and never imports the model stage (so it runs without torch)
+ALLOWED = {"core": set(), "corpus": {"core"}, "model": {"core"}, "measure": {"core", "corpus"},
+           "report": {"core", "corpus", "measure"}}
+TORCH_STAGE = "model"
 
 
 def imports():
+    """{"stage.module": {"stage.module", ...}} for every module of the package, and the modules that import torch."""
     graph, torch_users = {}, set()
-    for path in PKG.glob("*.py"):
-        tree = ast.parse(path.read_text())
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.name == "__init__.py":
+            body = ast.parse(path.read_text()).body  # a docstring saying what the stage is, and nothing else
+            assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), rel
+            continue
+        assert len(rel.parts) == 2 and rel.parts[0] in STAGES, f"{rel}: every module lives in a stage package"
+        name = ".".join(rel.with_suffix("").parts)
+        stage = rel.parts[0]
         deps = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = [stage] if node.level == 1 else []
+                parts = base + (node.module.split(".") if node.module else [])
+                if len(parts) == 2:
+                    deps.add(".".join(parts))
+                else:  # `from . import x` / `from ..measure import x`
+                    deps |= {".".join(parts + [a.name]) for a in node.names}
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("corpus_weights"):
+                deps.add(".".join(node.module.split(".")[1:3]))
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 if any(n == "torch" or n.startswith("torch.") for n in names):
-                    torch_users.add(path.stem)
-        graph[path.stem] = deps
+                    torch_users.add(name)
+        graph[name] = deps
     return graph, torch_users
 
 
-def test_no_import_cycles_and_leaves_are_leaves():
+def test_every_module_is_in_a_stage_and_imports_run_one_way():
+    graph, _ = imports()
+    assert len(graph) >= 39
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+              if d.split(".")[0] != m.split(".")[0] and d.split(".")[0] not in ALLOWED[m.split(".")[0]]]
+    assert upward == [], upward
+    unknown = [f"{m} -> {d}" for m, deps in graph.items() for d in deps if d not in graph]
+    assert unknown == [], unknown
+
+
+def test_no_import_cycles():
     graph, _ = imports()
     state = {}
 
@@ -43,17 +73,16 @@ def test_no_import_cycles_and_leaves_are_leaves():
 
     for module in graph:
         visit(module, [])
-    for leaf in LEAVES:
-        assert not graph[leaf], (leaf, graph[leaf])
 
 
-def test_torch_only_where_a_model_runs():
+def test_torch_only_in_the_model_stage():
     _, torch_users = imports()
-    assert torch_users <= TORCH_MODULES, torch_users - TORCH_MODULES
+    assert {m.split(".")[0] for m in torch_users} <= {TORCH_STAGE}, torch_users
 
 
 def test_analysis_side_imports_without_torch():
-    code = ("import sys; import corpus_weights.analysis, corpus_weights.report, corpus_weights.workflow_io; "
+    code = ("import sys; import corpus_weights.measure.analysis, corpus_weights.report.page, "
+            "corpus_weights.report.metrics, corpus_weights.measure.trajectory, corpus_weights.core.workflow_io; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -1,8 +1,8 @@
-"""Planted answers for the leaf linear algebra every measurement uses (corpus_weights.linalg)."""
+"""Planted answers for the leaf linear algebra every measurement uses (corpus_weights.core.linalg)."""
 import numpy as np
 import pytest
 
-from corpus_weights.linalg import (
+from corpus_weights.core.linalg import (
     cosine, double_centre, fix_signs, haar_frame, haar_orthogonal, orthonormal_columns, pearson, row_centre,
 )
 

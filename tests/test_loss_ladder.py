@@ -1,10 +1,10 @@
 import numpy as np
 
-from corpus_weights.loss_ladder import (
+from corpus_weights.measure.loss_ladder import (
     corpus_ladder, interpolated_bigram, learned_fraction, model_ladder, one_token_logits, position0_cross_entropy,
     unigram_cross_entropy,
 )
-from corpus_weights.residual_space import forward_logits
+from corpus_weights.measure.residual_space import forward_logits
 from test_residual_space import small_model
 
 

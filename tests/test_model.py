@@ -1,6 +1,6 @@
 import torch
 
-from corpus_weights.model import GPT, GPTConfig, flops_per_token
+from corpus_weights.model.gpt import GPT, GPTConfig, flops_per_token
 
 
 def tiny():

@@ -1,11 +1,11 @@
 import numpy as np
 import scipy.sparse as sp
 
-from corpus_weights.note_protocol import (
+from corpus_weights.measure.note_protocol import (
     l0_wq_alignment, norm_matched_r2, note_basis, note_predictions, note_projection_r2,
     note_qk_cosines, note_rows, note_r2_curve, parameter_accounting, t_proj, transition_matrix,
 )
-from corpus_weights.projection import r2
+from corpus_weights.measure.projection import r2
 
 
 def model(rng, V=50, d=16, L=2):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from corpus_weights.attention import row_centred_pearson
-from corpus_weights.linalg import cosine, row_centre
-from corpus_weights.nulls import (
+from corpus_weights.measure.attention import row_centred_pearson
+from corpus_weights.core.linalg import cosine, row_centre
+from corpus_weights.core.nulls import (
     binned_permutation, empirical_p, log_frequency_bins, normal_p, permutation_test, permutation_test_factors,
     random_rotation_cosine_null, random_rotation_cosine_null_multi,
 )
@@ -88,7 +88,7 @@ def test_null_summary_planted_by_hand():
     """Two statistics (rows) against their own null draws: mean, sd with ddof = 1, z, the empirical p counting ties
     as at least as extreme, and the empty-null case (all NaN, zero draws). Found by mutation testing: a summary
     over the wrong axis, ddof = 2 and '>' for '>=' all passed the earlier tests."""
-    from corpus_weights.nulls import _summary
+    from corpus_weights.core.nulls import _summary
 
     obs = np.array([2.0, 0.0])
     null = np.array([[1.0, 2.0, 3.0, 2.0], [0.0, 1.0, -1.0, 0.5]])
@@ -135,7 +135,7 @@ def test_rotation_null_multi_equals_single_draw_by_draw():
 
 
 def test_log_frequency_bins_planted_strata():
-    from corpus_weights.nulls import log_frequency_bins
+    from corpus_weights.core.nulls import log_frequency_bins
 
     counts = np.expm1(np.arange(10.0))  # log(count + 1) = 0, 1, ..., 9
     # n_bins = 3: equal occupancy 0,0,0,0,1,1,1,2,2,2; equal width floor(k / 9 * 3) capped at 2: 0,0,0,1,1,1,2,2,2,2
@@ -154,7 +154,7 @@ def test_log_frequency_bins_planted_strata():
 
 
 def test_benjamini_hochberg_rejects_at_equality_and_normal_p_two_sided():
-    from corpus_weights.nulls import benjamini_hochberg, normal_p
+    from corpus_weights.core.nulls import benjamini_hochberg, normal_p
 
     assert benjamini_hochberg([0.02, 0.04], q=0.04).tolist() == [True, True]  # p = q k / m exactly is rejected
     assert benjamini_hochberg([0.04, 0.02], q=0.04).tolist() == [True, True]
@@ -165,7 +165,7 @@ def test_benjamini_hochberg_rejects_at_equality_and_normal_p_two_sided():
 
 
 def test_null_numerators_in_blocks_equal_one_block():
-    from corpus_weights.nulls import _null_numerators
+    from corpus_weights.core.nulls import _null_numerators
 
     rng = np.random.default_rng(0)
     Ac, Bc = rng.standard_normal((2, 9, 9)), rng.standard_normal((9, 9))
@@ -178,7 +178,7 @@ def test_null_numerators_in_blocks_equal_one_block():
 
 
 def test_rotation_null_with_two_draws_has_a_spread():
-    from corpus_weights.nulls import random_rotation_cosine_null
+    from corpus_weights.core.nulls import random_rotation_cosine_null
 
     rng = np.random.default_rng(1)
     A, B = rng.standard_normal((2, 5, 5))

@@ -1,4 +1,4 @@
-"""Planted models (corpus_weights.planted): each recipe builds what it says, checked on the construction itself with
+"""Planted models (corpus_weights.measure.planted): each recipe builds what it says, checked on the construction itself with
 the pipeline's own measuring functions; and the numpy validation loss of a model from a file."""
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import yaml
 
-from corpus_weights import planted
-from corpus_weights.alignment import top_tokens
-from corpus_weights.attention import (TokenSpace, attention_vs_corpus, double_centred_pearson, planted_routing_head,
+from corpus_weights.measure import planted
+from corpus_weights.measure.alignment import top_tokens
+from corpus_weights.measure.attention import (TokenSpace, attention_vs_corpus, double_centred_pearson, planted_routing_head,
                                       preceding_token_statistic)
-from corpus_weights.corpus_stats import bigram_counts, corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
-from corpus_weights.loss_ladder import eval_windows, validation_loss
-from corpus_weights.note_protocol import l0_wq_alignment
-from corpus_weights.nulls import log_frequency_bins
-from corpus_weights.residual_space import (fold_layernorm, forward_logits, layernorm, residual_matrix_names,
+from corpus_weights.corpus.corpus_stats import bigram_counts, corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
+from corpus_weights.measure.loss_ladder import eval_windows, validation_loss
+from corpus_weights.measure.note_protocol import l0_wq_alignment
+from corpus_weights.core.nulls import log_frequency_bins
+from corpus_weights.measure.residual_space import (fold_layernorm, forward_logits, layernorm, residual_matrix_names,
                                            residual_vectors)
 from workflow_helpers import REPO
 
@@ -166,7 +166,7 @@ def test_shuffled_embedding_replaces_only_W_E(corpus, base):
 
 
 def test_validation_loss_uses_the_trainers_windows_and_forward(base, corpus):
-    from corpus_weights.training import eval_windows as trainer_windows
+    from corpus_weights.model.training import eval_windows as trainer_windows
 
     for n, eval_tokens, ctx in [(5000, 256, 16), (100_000, 16384, 32), (40, 1000, 8), (1000, 3, 8)]:
         assert np.array_equal(eval_windows(n, eval_tokens, ctx), trainer_windows(n, eval_tokens, ctx))
@@ -186,9 +186,9 @@ def test_validation_loss_equals_the_trainers_evaluation():
     """On a real torch model: the numpy validation loss of its extracted weights is the trainer's `evaluate` (fp32)."""
     import torch
 
-    from corpus_weights.model import GPT, GPTConfig
-    from corpus_weights.training import Runtime, evaluate, eval_windows as trainer_windows
-    from corpus_weights.weights import extract_weights
+    from corpus_weights.model.gpt import GPT, GPTConfig
+    from corpus_weights.model.training import Runtime, evaluate, eval_windows as trainer_windows
+    from corpus_weights.model.weights import extract_weights
 
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=V, n_layer=2, d_model=D, n_head=H, context=CTX)

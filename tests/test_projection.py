@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from corpus_weights.alignment import corpus_basis, fit_ridge_map, stratified_halves
-from corpus_weights.projection import pca_basis, projection_share, r2, random_basis, shares_table
+from corpus_weights.measure.alignment import corpus_basis, fit_ridge_map, stratified_halves
+from corpus_weights.measure.projection import pca_basis, projection_share, r2, random_basis, shares_table
 
 d, dc, K, V = 32, 24, 4, 400
 
@@ -113,7 +113,7 @@ def _one_layer(rng, d=6):
 
 
 def test_shares_table_paths_cache_draws_and_embeddings():
-    from corpus_weights.projection import _grams
+    from corpus_weights.measure.projection import _grams
 
     rng = np.random.default_rng(5)
     w = _one_layer(rng)
@@ -142,7 +142,7 @@ def test_shares_table_paths_cache_draws_and_embeddings():
 
 
 def _rows(w, name):
-    from corpus_weights.residual_space import residual_vectors
+    from corpus_weights.measure.residual_space import residual_vectors
 
     return residual_vectors(name, np.asarray(w[name]))
 
@@ -183,7 +183,7 @@ def test_pca_basis_weighted_and_centred_by_hand():
 
 
 def test_aligned_corpus_basis_is_orth_of_the_mapped_eigenvectors():
-    from corpus_weights.projection import aligned_corpus_basis
+    from corpus_weights.measure.projection import aligned_corpus_basis
 
     A = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # corpus (2-dim) -> model (3-dim)
     U = np.eye(2)
@@ -202,7 +202,7 @@ def test_shares_table_two_draws_have_a_spread():
 
 # ------------------------------------------------------------------------ uncertainty and power of the aligned share
 
-from corpus_weights.projection import (  # noqa: E402
+from corpus_weights.measure.projection import (  # noqa: E402
     minimum_detectable_excess, planted_power, planted_share_increase, planted_z, pooled_nonembed_gram,
     share_scale_factor, share_uncertainty,
 )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from corpus_weights.residual_space import (
+from corpus_weights.measure.residual_space import (
     fold_layernorm, forward_logits, gelu, layer_of, matrix_type, random_rotation_fixing_ones,
     residual_vectors, rotate_residual, residual_matrix_names,
 )
@@ -75,7 +75,7 @@ def test_rotation_refuses_each_unfolded_layernorm_weight(key):
 
 
 def test_fold_returns_independent_arrays_and_layer_count():
-    from corpus_weights.residual_space import n_layers
+    from corpus_weights.measure.residual_space import n_layers
 
     w = small_model(np.random.default_rng(3))
     folded = fold_layernorm(w)

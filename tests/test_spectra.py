@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from corpus_weights.spectra import depth_heuristic, effective_rank, participation_ratio, spectrum_row
+from corpus_weights.core.spectra import depth_heuristic, effective_rank, participation_ratio, spectrum_row
 
 
 @pytest.mark.parametrize("k", [1, 3, 17])

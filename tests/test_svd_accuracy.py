@@ -8,9 +8,9 @@ import pytest
 import yaml
 from scipy.sparse.linalg import svds
 
-from corpus_weights.corpus import prepare_corpus
-from corpus_weights.corpus_stats import bigram_counts, ppmi, ppmi_embeddings, symmetric_counts_spectrum_stats
-from corpus_weights.tokenizing import encode, split_train_val, train_tokenizer
+from corpus_weights.corpus.text import prepare_corpus
+from corpus_weights.corpus.corpus_stats import bigram_counts, ppmi, ppmi_embeddings, symmetric_counts_spectrum_stats
+from corpus_weights.corpus.tokenizing import encode, split_train_val, train_tokenizer
 from workflow_helpers import REPO
 
 
@@ -59,7 +59,7 @@ def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts):
 def test_arpack_path_with_its_tolerance_matches_full_precision(default_counts, monkeypatch):
     """Large vocabularies go through ARPACK at ARPACK_SVD_TOL (not machine precision): on the default corpus the
     values and the subspace equal those of a tol = 0 run."""
-    import corpus_weights.corpus_stats as cs
+    import corpus_weights.corpus.corpus_stats as cs
 
     C, cfg = default_counts
     d = cfg["model"]["d_model"]

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from corpus_weights.tokenizing import encode, shuffle_tokens, split_train_val, train_tokenizer, vocab_table
+from corpus_weights.corpus.tokenizing import encode, shuffle_tokens, split_train_val, train_tokenizer, vocab_table
 
 TEXT = "the cat sat.\nthe dog sat!\nthe end\n"
 
@@ -44,7 +44,7 @@ def test_bpe_roundtrip_and_bad_kind():
 
 
 def test_encode_chunks_match_single_call(monkeypatch):
-    import corpus_weights.tokenizing as tk
+    import corpus_weights.corpus.tokenizing as tk
 
     tok, _ = train_tokenizer(TEXT, "word", 50)
     whole = encode(tok, TEXT * 7)
@@ -82,7 +82,7 @@ def test_shuffle_keeps_unigrams_destroys_bigrams():
 def test_streamed_file_gives_the_tokenizer_and_ids_of_the_whole_text(tmp_path, kind, size):
     """Blocks end at line breaks (multi-byte characters are never cut), training on blocks equals training on the
     text, and the incrementally written, memory-mapped split equals split_train_val of encode."""
-    from corpus_weights.tokenizing import encode_file, text_blocks, write_split
+    from corpus_weights.corpus.tokenizing import encode_file, text_blocks, write_split
 
     text = "".join(f"Ünïcødé line {i}: naïve café — “quoted” {i % 7} words, déjà vu.\n" for i in range(400))
     path = tmp_path / "t.txt"

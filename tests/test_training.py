@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.training import TrainConfig, TrainingDiverged, train_model
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.model.training import TrainConfig, TrainingDiverged, train_model
 
 MC = GPTConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, context=16)
 
@@ -121,7 +121,7 @@ def test_changed_hyperparameter_starts_fresh(data, tmp_path, monkeypatch):
 
 
 def test_consecutive_steps_draw_different_batches():
-    from corpus_weights.training import sample_offsets
+    from corpus_weights.model.training import sample_offsets
 
     a = sample_offsets(0, 5, 10_000, 8, 16)
     assert not np.array_equal(a, sample_offsets(0, 6, 10_000, 8, 16))
@@ -130,7 +130,7 @@ def test_consecutive_steps_draw_different_batches():
 
 
 def test_divergence_names_the_exact_first_step(data, tmp_path, monkeypatch):
-    import corpus_weights.training as training
+    import corpus_weights.model.training as training
 
     real = training.train_step
 
@@ -152,12 +152,12 @@ def test_progress_lines(data, tmp_path):
 
 def test_dtype_choice_depends_on_cpu_flags_only(monkeypatch):
     """No timing probe: the same machine always makes the same choice (a busy machine once flipped it mid-test)."""
-    import corpus_weights.training as training
+    import corpus_weights.model.training as training
 
     def boom(*args, **kwargs):
         raise AssertionError("resolve_dtype must not time anything")
 
-    from corpus_weights import hardware
+    from corpus_weights.model import hardware
 
     monkeypatch.setattr(hardware, "time_matmul", boom)
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512_bf16"})

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-import corpus_weights.training as training
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.training import TrainConfig, lr_at, sample_offsets, snapshot_schedule, train_model
-from corpus_weights.weights import read_safetensors_step
+import corpus_weights.model.training as training
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.model.training import TrainConfig, lr_at, sample_offsets, snapshot_schedule, train_model
+from corpus_weights.model.weights import read_safetensors_step
 
 V, C, B, STEPS = 50, 16, 6, 20
 MC = GPTConfig(vocab_size=V, n_layer=2, d_model=32, n_head=4, context=C)
@@ -282,7 +282,7 @@ def test_resumed_snapshots_equal_the_uninterrupted_ones(runs):
 # ----------------------------------------------------------------------------- initialisation
 
 def expected_init_std(name: str, n_layer: int) -> float | None:
-    """model.py's GPT-2 init, by parameter name: N(0, 0.02); the residual-writing projections (attn.o, mlp.fc_out)
+    """model/gpt.py's GPT-2 init, by parameter name: N(0, 0.02); the residual-writing projections (attn.o, mlp.fc_out)
     N(0, 0.02 / sqrt(2 L)); LayerNorm weights exactly 1 (None)."""
     if name.endswith(("ln1.weight", "ln2.weight")) or name == "ln_f.weight":
         return None
@@ -410,7 +410,7 @@ def test_without_patience_the_run_ends_at_its_budget(runs):
 def test_the_intervention_reads_the_analysed_models_validation_loss(stopped):
     """Under early stopping the analysed model is the best one: the intervention's final loss is the logged loss at
     its step (the step its weights file records), not the last evaluation; without a step, the last one."""
-    from corpus_weights.intervention import analysed_val_loss
+    from corpus_weights.measure.intervention import analysed_val_loss
 
     log = pd.read_parquet(stopped["p1"]["out"] / "log.parquet")
     step = read_safetensors_step(stopped["p1"]["out"] / "snapshot_100.safetensors")

@@ -1,4 +1,4 @@
-"""Statistics along training (corpus_weights.trajectory): each snapshot measured by the pipeline's own estimators,
+"""Statistics along training (corpus_weights.measure.trajectory): each snapshot measured by the pipeline's own estimators,
 a repeated step measured once, the logged validation loss used where the trainer has one, and the "still moving"
 rule on planted trajectories."""
 from __future__ import annotations
@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corpus_weights import planted
-from corpus_weights.alignment import top_tokens
-from corpus_weights.analysis import align_model, projection_table
-from corpus_weights.corpus_stats import bigram_counts, corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
-from corpus_weights.ids import Basis, Pooled, Target
-from corpus_weights.loss_ladder import corpus_ladder, validation_loss
-from corpus_weights.trajectory import STATISTICS, CorpusSide, last_half_change, run_trajectory, still_moving
+from corpus_weights.measure import planted
+from corpus_weights.measure.alignment import top_tokens
+from corpus_weights.measure.analysis import align_model, projection_table
+from corpus_weights.corpus.corpus_stats import bigram_counts, corpus_covariance, eigh_desc, ppmi, ppmi_embeddings
+from corpus_weights.core.ids import Basis, Pooled, Target
+from corpus_weights.measure.loss_ladder import corpus_ladder, validation_loss
+from corpus_weights.measure.trajectory import STATISTICS, CorpusSide, last_half_change, run_trajectory, still_moving
 from test_planted import CTX, D, H, V, markov_ids
 
 K = 4

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corpus_weights import decision_rules as R
-from corpus_weights.gates import evaluate_gates
-from corpus_weights.ids import CORPUS_SPECTRA, WE_COVARIANCE, MissingValue
-from corpus_weights.metrics import spectra_metrics
-from corpus_weights.note_values import NOTE
-from corpus_weights.verdicts import all_verdicts, random_direction_p
+from corpus_weights.core import decision_rules as R
+from corpus_weights.report.gates import evaluate_gates
+from corpus_weights.core.ids import CORPUS_SPECTRA, WE_COVARIANCE, MissingValue
+from corpus_weights.report.metrics import spectra_metrics
+from corpus_weights.core.note_values import NOTE
+from corpus_weights.report.verdicts import all_verdicts, random_direction_p
 
 from test_gates import passing_models
 
@@ -215,7 +215,7 @@ def test_a_missing_spectrum_raises_naming_it():
 
 
 def test_intervention_gate_reuses_g1s_rule():
-    from corpus_weights.metrics import intervention_metrics
+    from corpus_weights.report.metrics import intervention_metrics
     runs = [dict(init=init, seed=s, measures=dict(final_val_loss=loss, learned_fraction=0.6, tokens_to_bigram=None,
                                                  tokens_to_random_final=None, aligned_share_by_snapshot={}))
             for s in (0, 1) for init, loss in (("random", 5.9), ("corpus", 5.5 + 0.01 * s), ("corpus_permuted", 5.8))]

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import torch
 
-from corpus_weights.model import GPT, GPTConfig
-from corpus_weights.residual_space import residual_vectors
-from corpus_weights.weights import contract_keys, extract_weights, load_model_safetensors, save_model_safetensors
-from corpus_weights.workflow_io import load_weights_npz, save_weights_npz
+from corpus_weights.model.gpt import GPT, GPTConfig
+from corpus_weights.measure.residual_space import residual_vectors
+from corpus_weights.model.weights import contract_keys, extract_weights, load_model_safetensors, save_model_safetensors
+from corpus_weights.core.workflow_io import load_weights_npz, save_weights_npz
 
 CFG = GPTConfig(vocab_size=50, n_layer=2, d_model=32, n_head=4, context=16)
 
@@ -64,7 +64,7 @@ def test_safetensors_bytes_do_not_depend_on_metadata_order(tmp_path):
     """Identical tensors and metadata give identical files whatever the order the metadata was built in."""
     from safetensors.torch import load_file, save
 
-    from corpus_weights.weights import canonical_safetensors
+    from corpus_weights.model.weights import canonical_safetensors
 
     tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(5, dtype=torch.float64)}
     keys = [f"k{i}" for i in range(40)]

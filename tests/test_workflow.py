@@ -280,14 +280,14 @@ def test_results_page_and_comparison_from_a_real_run(finished_run, tmp_path):
     import sys
 
     metrics = finished_run / "results/metrics.json"
-    page = subprocess.run([sys.executable, "-m", "corpus_weights.results_page", "--experiment", str(metrics),
+    page = subprocess.run([sys.executable, "-m", "corpus_weights.report.results_page", "--experiment", str(metrics),
                            "--wall-time", "1 min"], capture_output=True, text=True, check=True).stdout
     data = json.loads(metrics.read_text())
     for v in data["verdicts"]:
         assert v["conclusion"] in page and v["still_moving_text"].replace("|", "\\|") in page
     assert "below the bigram count model" in page and "Wall time: 1 min" in page
     out = tmp_path / "compare.md"
-    proc = subprocess.run([sys.executable, "-m", "corpus_weights.compare", f"one={metrics}", f"two={metrics}", "-o",
+    proc = subprocess.run([sys.executable, "-m", "corpus_weights.report.compare", f"one={metrics}", f"two={metrics}", "-o",
                            str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     table = out.read_text()
@@ -295,12 +295,12 @@ def test_results_page_and_comparison_from_a_real_run(finished_run, tmp_path):
     for v in data["verdicts"]:
         assert table.count(f"{v['conclusion'].upper()}") >= 2
     html_out = tmp_path / "compare.html"
-    subprocess.run([sys.executable, "-m", "corpus_weights.compare", str(metrics), "-o", str(html_out)], check=True,
+    subprocess.run([sys.executable, "-m", "corpus_weights.report.compare", str(metrics), "-o", str(html_out)], check=True,
                    capture_output=True)
     assert "data:image/png;base64," in html_out.read_text()
     # two experiments under one name, and a file that is not a metrics.json: one clear line, exit 2
     for args in ([f"a={metrics}", f"a={metrics}"], [str(finished_run / "config/test.yaml")]):
-        proc = subprocess.run([sys.executable, "-m", "corpus_weights.compare", *args, "-o", str(out)],
+        proc = subprocess.run([sys.executable, "-m", "corpus_weights.report.compare", *args, "-o", str(out)],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.startswith("compare: ") and "Traceback" not in proc.stderr
 
@@ -311,9 +311,9 @@ def test_report_tables_and_metrics_trace_back_to_the_per_model_files(finished_ru
     model's own run; the seed statistics are the mean over the main models' files."""
     import pandas as pd
 
-    from corpus_weights.ids import Basis, Pooled, Target
-    from corpus_weights.report_tables import control_rows
-    from corpus_weights.verdicts import fmt
+    from corpus_weights.core.ids import Basis, Pooled, Target
+    from corpus_weights.report.report_tables import control_rows
+    from corpus_weights.report.verdicts import fmt
 
     metrics = json.loads((finished_run / "results/metrics.json").read_text())
     html = (finished_run / "results/report.html").read_text()
@@ -350,7 +350,7 @@ def test_report_tables_and_metrics_trace_back_to_the_per_model_files(finished_ru
 def test_the_training_table_names_each_model_as_the_other_tables_do(finished_run):
     """One name per model across the report: the training table's rows are main-s0, main-s1, shuffled (as in the
     model table), each with its results folder and the numbers of its own summary.json."""
-    from corpus_weights.report_tables import train_rows
+    from corpus_weights.report.report_tables import train_rows
 
     metrics = json.loads((finished_run / "results/metrics.json").read_text())
     html = (finished_run / "results/report.html").read_text()

@@ -17,7 +17,7 @@ def validate_config():
     """Every schema problem in one short message (key, problem, expected; "did you mean" for misspelt keys), before
     any job; then Snakemake's validate fills the schema's defaults."""
     import yaml
-    from corpus_weights.config_check import format_problems, schema_problems
+    from corpus_weights.core.config_check import format_problems, schema_problems
 
     schema_path = os.path.join(str(workflow.current_basedir), "..", "schemas", "config.schema.yaml")
     with open(schema_path) as f:
@@ -148,7 +148,7 @@ def check_config():
         raise WorkflowError("config error(s):\n" + "\n".join(f"  in '{key}': {msg}" for key, msg in problems))
 
 
-from corpus_weights.input_checks import budget_problems, corpus_problems
+from corpus_weights.core.input_checks import budget_problems, corpus_problems
 
 derived_defaults()
 check_config()
@@ -324,7 +324,7 @@ def _imports_of(path, package_parts=None):
 
 def _data_files(path):
     """Package data a library module reads: string constants that name a file of the package other than Python
-    source (e.g. report.py's "templates/report.html"), relative to the package or to the module's folder."""
+    source (e.g. report/page.py's "templates/report.html"), relative to the package or to the module's folder."""
     tree = ast.parse(open(path).read(), path)
     found = set()
     for node in ast.walk(tree):

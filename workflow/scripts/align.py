@@ -3,10 +3,10 @@ on `analysis.splits` fit/test splits (their spread is stored beside the split-0 
 import numpy as np
 import pandas as pd
 
-from corpus_weights.analysis import align_model
-from corpus_weights.input_checks import format_problems, map_problems
-from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
+from corpus_weights.measure.analysis import align_model
+from corpus_weights.core.input_checks import format_problems, map_problems
+from corpus_weights.corpus.tokenizing import special_token_ids
+from corpus_weights.core.workflow_io import load_weights_npz, start_log, write_json
 
 log = start_log(snakemake.log[0])
 weights, _ = load_weights_npz(snakemake.input.weights)

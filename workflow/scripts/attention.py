@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from corpus_weights.analysis import attention_model
-from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
+from corpus_weights.measure.analysis import attention_model
+from corpus_weights.corpus.tokenizing import special_token_ids
+from corpus_weights.core.workflow_io import load_weights_npz, start_log, write_json
 
 log = start_log(snakemake.log[0])
 weights, meta = load_weights_npz(snakemake.input.weights)

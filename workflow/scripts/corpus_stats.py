@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from corpus_weights import corpus_stats as cs
-from corpus_weights.ids import Spectrum
-from corpus_weights.input_checks import format_problems, width_problems
-from corpus_weights.spectra import spectrum_row
-from corpus_weights.workflow_io import read_json, start_log
+from corpus_weights.corpus import corpus_stats as cs
+from corpus_weights.core.ids import Spectrum
+from corpus_weights.core.input_checks import format_problems, width_problems
+from corpus_weights.core.spectra import spectrum_row
+from corpus_weights.core.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
 log.info("stage start: corpus statistics")

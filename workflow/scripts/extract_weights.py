@@ -1,6 +1,6 @@
 """Entry point of rule extract_weights: a safetensors snapshot -> named matrices (documented orientation)."""
-from corpus_weights.weights import extract_weights, load_model_safetensors, read_safetensors_step
-from corpus_weights.workflow_io import save_weights_npz, start_log
+from corpus_weights.model.weights import extract_weights, load_model_safetensors, read_safetensors_step
+from corpus_weights.core.workflow_io import save_weights_npz, start_log
 
 log = start_log(snakemake.log[0])
 model, cfg = load_model_safetensors(snakemake.input.model)

@@ -1,9 +1,9 @@
 """Entry point of rule fit_projections: projection shares at one K (a wildcard) for every basis."""
 import numpy as np
 
-from corpus_weights.analysis import projection_table
-from corpus_weights.ids import Basis, Pooled, Target
-from corpus_weights.workflow_io import load_weights_npz, start_log
+from corpus_weights.measure.analysis import projection_table
+from corpus_weights.core.ids import Basis, Pooled, Target
+from corpus_weights.core.workflow_io import load_weights_npz, start_log
 
 log = start_log(snakemake.log[0])
 params = snakemake.params.projection

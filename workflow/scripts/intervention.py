@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from corpus_weights.intervention import analysed_val_loss, run_measures, share_over_training
-from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.workflow_io import load_weights_npz, read_json, start_log, write_json
+from corpus_weights.measure.intervention import analysed_val_loss, run_measures, share_over_training
+from corpus_weights.corpus.tokenizing import special_token_ids
+from corpus_weights.core.workflow_io import load_weights_npz, read_json, start_log, write_json
 
 log = start_log(snakemake.log[0])
 emb, cov = np.load(snakemake.input.embeddings), np.load(snakemake.input.covariance)

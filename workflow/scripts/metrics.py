@@ -1,7 +1,7 @@
 """Entry point of rule metrics: results/<corpus>/<experiment>/metrics.json from the per-model summaries
 (docs/metrics.md)."""
-from corpus_weights.metrics import collect_metrics, load_inputs
-from corpus_weights.workflow_io import start_log, write_json
+from corpus_weights.report.metrics import collect_metrics, load_inputs
+from corpus_weights.core.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
 inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra"]}

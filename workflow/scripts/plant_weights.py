@@ -1,13 +1,13 @@
-"""Entry point of rule plant_weights: a planted model (corpus_weights.planted) written where extract_weights writes a
+"""Entry point of rule plant_weights: a planted model (corpus_weights.measure.planted) written where extract_weights writes a
 trained model's weights, with its base run's step 0 as its snapshot_000 (the ΔW reference)."""
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from corpus_weights.alignment import top_tokens
-from corpus_weights.planted import plant
-from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.workflow_io import load_weights_npz, start_log, save_weights_npz
+from corpus_weights.measure.alignment import top_tokens
+from corpus_weights.measure.planted import plant
+from corpus_weights.corpus.tokenizing import special_token_ids
+from corpus_weights.core.workflow_io import load_weights_npz, start_log, save_weights_npz
 
 log = start_log(snakemake.log[0])
 p = snakemake.params.plant

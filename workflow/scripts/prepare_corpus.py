@@ -1,8 +1,8 @@
 """Entry point of rule prepare_corpus: built-in Shakespeare or the user's files -> one text file + manifest."""
 from pathlib import Path
 
-from corpus_weights.corpus import prepare_corpus
-from corpus_weights.workflow_io import start_log, write_json
+from corpus_weights.corpus.text import prepare_corpus
+from corpus_weights.core.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
 text, manifest = prepare_corpus(list(snakemake.params.files))

@@ -2,8 +2,8 @@
 tables, from metrics.json and the per-model files."""
 from pathlib import Path
 
-from corpus_weights.report import build_report
-from corpus_weights.workflow_io import read_json, start_log
+from corpus_weights.report.page import build_report
+from corpus_weights.core.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
 inputs = {key: snakemake.input[key] for key in ["manifest", "tokens_meta", "spectra"]}

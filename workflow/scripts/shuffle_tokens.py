@@ -1,8 +1,8 @@
 """Entry point of rule shuffle_tokens: the token-shuffled control corpus (unigrams kept, bigrams destroyed)."""
 import numpy as np
 
-from corpus_weights.tokenizing import shuffle_tokens
-from corpus_weights.workflow_io import start_log
+from corpus_weights.corpus.tokenizing import shuffle_tokens
+from corpus_weights.core.workflow_io import start_log
 
 log = start_log(snakemake.log[0])
 train = np.load(snakemake.input.train)

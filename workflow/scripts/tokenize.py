@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from corpus_weights.tokenizing import encode_file, text_blocks, train_tokenizer, vocab_table, write_split
-from corpus_weights.workflow_io import start_log, write_json
+from corpus_weights.corpus.tokenizing import encode_file, text_blocks, train_tokenizer, vocab_table, write_split
+from corpus_weights.core.workflow_io import start_log, write_json
 
 log = start_log(snakemake.log[0])
 cfg = snakemake.params.tokenizer

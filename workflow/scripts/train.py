@@ -4,10 +4,10 @@ import sys
 
 import torch
 
-from corpus_weights.input_checks import format_problems, split_problems
-from corpus_weights.model import GPTConfig
-from corpus_weights.training import TrainConfig, train_model
-from corpus_weights.workflow_io import read_json, start_log, usable_threads
+from corpus_weights.core.input_checks import format_problems, split_problems
+from corpus_weights.model.gpt import GPTConfig
+from corpus_weights.model.training import TrainConfig, train_model
+from corpus_weights.core.workflow_io import read_json, start_log, usable_threads
 
 log = start_log(snakemake.log[0])
 meta = read_json(snakemake.input.meta)

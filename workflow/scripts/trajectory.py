@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from corpus_weights.snapshot_eval import snapshot_val_loss
-from corpus_weights.tokenizing import special_token_ids
-from corpus_weights.trajectory import CorpusSide, analysed_from_files, run_trajectory
-from corpus_weights.workflow_io import load_weights_npz, read_json, start_log
+from corpus_weights.model.snapshot_eval import snapshot_val_loss
+from corpus_weights.corpus.tokenizing import special_token_ids
+from corpus_weights.measure.trajectory import CorpusSide, analysed_from_files, run_trajectory
+from corpus_weights.core.workflow_io import load_weights_npz, read_json, start_log
 
 log = start_log(snakemake.log[0])
 emb = np.load(snakemake.input.embeddings)

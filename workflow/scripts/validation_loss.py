@@ -1,9 +1,9 @@
 """Entry point of rule validation_loss: the validation loss of weights that did not come from training here (a
-numpy forward pass over the trainer's evaluation windows; corpus_weights.loss_ladder.validation_loss)."""
+numpy forward pass over the trainer's evaluation windows; corpus_weights.measure.loss_ladder.validation_loss)."""
 import numpy as np
 
-from corpus_weights.loss_ladder import validation_loss
-from corpus_weights.workflow_io import load_weights_npz, start_log, write_json
+from corpus_weights.measure.loss_ladder import validation_loss
+from corpus_weights.core.workflow_io import load_weights_npz, start_log, write_json
 
 log = start_log(snakemake.log[0])
 weights, meta = load_weights_npz(snakemake.input.weights)

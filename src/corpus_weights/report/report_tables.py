@@ -9,8 +9,8 @@ import html
 
 import pandas as pd
 
-from .ids import Basis
-from .note_values import NOTE
+from ..core.ids import Basis
+from ..core.note_values import NOTE
 from .verdicts import fmt, pm
 
 

@@ -12,7 +12,7 @@ import re
 import numpy as np
 from scipy.special import erf
 
-from .linalg import haar_orthogonal  # noqa: F401  (re-exported: rotations live with the residual-space helpers)
+from ..core.linalg import haar_orthogonal  # noqa: F401  (re-exported: rotations live with the residual-space helpers)
 
 READING = ("W_Q", "W_K", "W_V", "W_in")
 WRITING = ("W_O", "W_out")

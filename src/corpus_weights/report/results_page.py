@@ -1,7 +1,7 @@
 """Markdown results pages for docs/, generated from a run's metrics.json.
 
-    python -m corpus_weights.results_page results/metrics.json > docs/intervention-results.md
-    python -m corpus_weights.results_page --experiment results/shakespeare/reference/metrics.json \
+    python -m corpus_weights.report.results_page results/metrics.json > docs/intervention-results.md
+    python -m corpus_weights.report.results_page --experiment results/shakespeare/reference/metrics.json \
         --wall-time "..." > docs/reference-results.md
 
 The intervention page answers the intervention experiment's question; the experiment page is the whole run: where
@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from .verdicts import fmt, pm as _pm
-from .workflow_io import read_json
+from ..core.workflow_io import read_json
 
 
 def tokens(value) -> str:
@@ -140,7 +140,7 @@ def experiment_markdown(metrics: dict, wall_time: str | None = None, title: str 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m corpus_weights.results_page",
+    parser = argparse.ArgumentParser(prog="python -m corpus_weights.report.results_page",
                                      description="A Markdown results page from a run's metrics.json.")
     parser.add_argument("metrics", help="the run's metrics.json (results/<corpus>/<experiment>/metrics.json)")
     parser.add_argument("wall_time", nargs="?", help="wall time of the run, as text (optional)")

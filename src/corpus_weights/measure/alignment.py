@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .corpus_stats import corpus_covariance, eigh_desc
-from .linalg import orthonormal_columns
-from .nulls import binned_permutation, empirical_p, log_frequency_bins
+from ..corpus.corpus_stats import corpus_covariance, eigh_desc
+from ..core.linalg import orthonormal_columns
+from ..core.nulls import binned_permutation, empirical_p, log_frequency_bins
 
 RIDGE_GRID = tuple(10.0 ** np.arange(-4, 2.5, 0.5))  # λ relative to tr(XᵀX)/d
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .decision_rules import trained_enough
+from ..core.decision_rules import trained_enough
 from .gates import evaluate_gates
-from .ids import CORPUS_SPECTRA, WE_COVARIANCE, Basis, MissingValue, Pooled, Role, Target
-from .intervention import paired_differences
-from .note_values import NOTE
-from .spectra import depth_heuristic
-from .trajectory import VERDICT_STATISTIC, moving_text, trajectory_metrics
+from ..core.ids import CORPUS_SPECTRA, WE_COVARIANCE, Basis, MissingValue, Pooled, Role, Target
+from ..measure.intervention import paired_differences
+from ..core.note_values import NOTE
+from ..core.spectra import depth_heuristic
+from ..measure.trajectory import VERDICT_STATISTIC, moving_text, trajectory_metrics
 from .verdicts import all_verdicts, intervention_verdict, mean_sd
-from .workflow_io import read_json
+from ..core.workflow_io import read_json
 
 ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")
 

@@ -1,7 +1,7 @@
 """Export a model trained by this workflow to the Hugging Face GPT-2 format, so that it opens in `transformers`
 (``GPT2LMHeadModel.from_pretrained(folder)``) or TransformerLens.
 
-    python -m corpus_weights.export results/shakespeare/default/train/orig-s0/final.safetensors out/orig-s0 \
+    python -m corpus_weights.model.export results/shakespeare/default/train/orig-s0/final.safetensors out/orig-s0 \
         [--tokenizer results/shakespeare/default/tokens/tokenizer.json]
 
 writes ``out/orig-s0/config.json`` (model_type gpt2, activation_function "gelu": the exact erf GELU the trainer uses,
@@ -70,7 +70,7 @@ def export_hf(model_file: str | Path, folder: str | Path, tokenizer: str | Path 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m corpus_weights.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m corpus_weights.model.export", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a model written by rule train (results/<corpus>/<experiment>/train/<run>/"
                                       "final.safetensors or snapshot_XXX.safetensors)")
     parser.add_argument("folder", help="the Hugging Face model folder to write")

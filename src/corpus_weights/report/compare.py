@@ -1,8 +1,8 @@
 """Experiments side by side: every claim's verdict and number, every gate, and the loss ladder, per experiment.
 
-    python -m corpus_weights.compare results/shakespeare/default/metrics.json \\
+    python -m corpus_weights.report.compare results/shakespeare/default/metrics.json \\
         results/shakespeare/reference/metrics.json -o results/compare.html
-    python -m corpus_weights.compare default=results/.../metrics.json reference=docs/... -o docs/compare.md
+    python -m corpus_weights.report.compare default=results/.../metrics.json reference=docs/... -o docs/compare.md
 
 Each argument is a metrics.json (optionally NAME=PATH; the name defaults to the experiment's own). The page is
 Markdown when the output ends in .md, a self-contained HTML page (the loss-ladder figure inline) otherwise.
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .verdicts import fmt
-from .workflow_io import read_json, write_text
+from ..core.workflow_io import read_json, write_text
 
 
 def load_experiments(args: list[str]) -> dict[str, dict]:
@@ -152,14 +152,14 @@ def html_page(experiments: dict[str, dict]) -> str:
             "vertical-align:top}th{background:#eef}img{max-width:100%}</style></head><body>"
             "<h1>Experiments side by side</h1><p>Every claim's conclusion and number per experiment, every gate, "
             "and the loss ladder of each (generated from their metrics.json by "
-            "<code>python -m corpus_weights.compare</code>).</p>"
+            "<code>python -m corpus_weights.report.compare</code>).</p>"
             f"<div style='overflow-x:auto'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
             f"<h2>Loss ladder per experiment</h2><img alt='loss ladder per experiment' "
             f"src='data:image/png;base64,{png}'></body></html>\n")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m corpus_weights.compare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m corpus_weights.report.compare", description=__doc__.split("\n")[0])
     parser.add_argument("metrics", nargs="+", help="metrics.json of each experiment, optionally NAME=PATH")
     parser.add_argument("-o", "--output", default="results/compare.html",
                         help="the page to write (.md: Markdown; otherwise HTML); default results/compare.html")

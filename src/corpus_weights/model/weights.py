@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import GPT, GPTConfig
+from .gpt import GPT, GPTConfig
 
 _LAYER_MAP = {
     "ln1.w": "ln1.weight",

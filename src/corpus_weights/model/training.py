@@ -1,4 +1,4 @@
-"""Fast, resumable, deterministic trainer for :class:`corpus_weights.model.GPT`.
+"""Fast, resumable, deterministic trainer for :class:`corpus_weights.model.gpt.GPT`.
 
 Outputs (``out_dir``), written only after a successful run:
   ``final.safetensors``, ``snapshot_{pct:03d}.safetensors`` (pct = round(100*frac),
@@ -65,9 +65,9 @@ import numpy as np
 import torch
 
 from . import hardware
-from .model import GPT, GPTConfig, flops_per_token
+from .gpt import GPT, GPTConfig, flops_per_token
 from .weights import save_model_safetensors
-from .workflow_io import write_text
+from ..core.workflow_io import write_text
 
 
 class TrainingDiverged(RuntimeError):

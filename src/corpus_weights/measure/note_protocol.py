@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .corpus_stats import transition_matrix  # noqa: F401  (re-exported: the note builds T_proj from it)
-from .nulls import random_rotation_cosine_null_multi
-from .note_values import NOTE
+from ..corpus.corpus_stats import transition_matrix  # noqa: F401  (re-exported: the note builds T_proj from it)
+from ..core.nulls import random_rotation_cosine_null_multi
+from ..core.note_values import NOTE
 from .projection import orth_qr
 from .residual_space import LAYER_MATRICES, n_layers, residual_vectors
 

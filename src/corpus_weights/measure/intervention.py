@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from .analysis import align_model, projection_table
-from .ids import Basis, Pooled, Target
+from ..core.ids import Basis, Pooled, Target
 from .loss_ladder import model_ladder
 
 RANDOM_FINAL_FRACTION = 1.02  # "reached the random-init run's final loss, within 2 %"

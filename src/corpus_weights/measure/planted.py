@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import TokenSpace, planted_routing_head, preceding_token_statistic
-from .corpus_stats import transition_matrix
+from ..corpus.corpus_stats import transition_matrix
 from .note_protocol import t_proj
 from .residual_space import (LAYER_MATRICES, READING, WRITING, fold_layernorm, layernorm, matrix_type, n_layers,
                              residual_vectors)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .corpus_stats import bigram_counts, ppmi, ppmi_embeddings
-from .nulls import binned_permutation, log_frequency_bins
+from ..core.nulls import binned_permutation, log_frequency_bins
 
 VARIANTS = ("random", "corpus", "corpus_permuted", "shuffled_corpus")
 INIT_STD = 0.02  # GPT.reset_parameters' N(0, 0.02) for W_E

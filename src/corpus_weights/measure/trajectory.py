@@ -23,14 +23,14 @@ from .analysis import align_model, we_covariance
 from .alignment import top_tokens
 from .attention import attention_heads
 from .controls import positive_controls
-from .corpus_stats import transition_matrix
-from .ids import WE_COVARIANCE, Basis, Pooled, Target
+from ..corpus.corpus_stats import transition_matrix
+from ..core.ids import WE_COVARIANCE, Basis, Pooled, Target
 from .loss_ladder import learned_fraction, position0_cross_entropy, validation_loss
-from .nulls import log_frequency_bins
+from ..core.nulls import log_frequency_bins
 from .projection import pooled_nonembed_gram, share_of_gram
 from .residual_space import fold_layernorm
-from .spectra import participation_ratio
-from .workflow_io import read_json
+from ..core.spectra import participation_ratio
+from ..core.workflow_io import read_json
 
 # stat id -> (what it is, the gate or verdict it belongs to); the order of the report's small multiples
 STATISTICS = {

@@ -21,11 +21,11 @@ import math
 import numpy as np
 from scipy.stats import beta
 
-from .decision_rules import (CLAIM_GATES, CONTRADICTED, DOES_NOT_REPRODUCE, NOT_DEMONSTRATED, REPRODUCES, SUPPORTED,
+from ..core.decision_rules import (CLAIM_GATES, CONTRADICTED, DOES_NOT_REPRODUCE, NOT_DEMONSTRATED, REPRODUCES, SUPPORTED,
                              UNINFORMATIVE, VERDICT_THRESHOLDS as T, WITHHELD, fpr_consistent, significant,
                              within_tolerance)
-from .ids import Role, require
-from .spectra import depth_heuristic
+from ..core.ids import Role, require
+from ..core.spectra import depth_heuristic
 
 
 def fmt(value, digits=3) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .attention import next_token_logprob
 from .loss_ladder import log_softmax, one_token_logits
-from .nulls import permutation_test
+from ..core.nulls import permutation_test
 from .residual_space import layernorm
 
 

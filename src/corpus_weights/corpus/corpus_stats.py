@@ -18,8 +18,8 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh, svds
 
-from .spectra import effective_rank
-from .workflow_io import available_cores
+from ..core.spectra import effective_rank
+from ..core.workflow_io import available_cores
 
 __all__ = [
     "bigram_counts",

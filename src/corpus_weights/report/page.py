@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import report_tables as tables  # noqa: E402
-from .ids import Basis, Pooled  # noqa: E402
+from ..core.ids import Basis, Pooled  # noqa: E402
 from .metrics import collect_metrics, load_inputs  # noqa: E402
-from .note_values import NOTE  # noqa: E402
+from ..core.note_values import NOTE  # noqa: E402
 from .report_tables import html_table as _table  # noqa: E402
 from .verdicts import fmt as _fmt  # noqa: E402
 
@@ -318,7 +318,7 @@ def gate_table(gates: dict) -> str:
 def render_page(metrics: dict, data: dict, figures: dict) -> str:
     """The HTML page (templates/report.html): every table from report_tables, figures inline."""
     K, main_res = data["K"], data["main_res"]
-    template = jinja2.Template(resources.files("corpus_weights").joinpath("templates/report.html").read_text(),
+    template = jinja2.Template(resources.files("corpus_weights.report").joinpath("templates/report.html").read_text(),
                                autoescape=True)
     intervention = tables.intervention_rows(metrics)
     return template.render(

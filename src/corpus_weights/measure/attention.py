@@ -24,8 +24,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .circuits import ln_scale, qk_circuit
-from .linalg import double_centre, row_centre
-from .nulls import benjamini_hochberg, log_frequency_bins, normal_p, permutation_test_factors
+from ..core.linalg import double_centre, row_centre
+from ..core.nulls import benjamini_hochberg, log_frequency_bins, normal_p, permutation_test_factors
 from .residual_space import gelu, layernorm, n_layers
 
 

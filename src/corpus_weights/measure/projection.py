@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .ids import Pooled, Target
-from .linalg import fix_signs, haar_frame, orthonormal_columns
+from ..core.ids import Pooled, Target
+from ..core.linalg import fix_signs, haar_frame, orthonormal_columns
 from .residual_space import (
     EMBEDDING,
     LAYER_MATRICES,

@@ -17,14 +17,14 @@ from . import note_protocol as note
 from .alignment import top_tokens, vocabulary_alignment
 from .attention import attention_heads
 from .controls import positive_controls
-from .corpus_stats import transition_matrix
-from .ids import WE_COVARIANCE, Basis, Pooled, Target
-from .linalg import haar_frame
+from ..corpus.corpus_stats import transition_matrix
+from ..core.ids import WE_COVARIANCE, Basis, Pooled, Target
+from ..core.linalg import haar_frame
 from .loss_ladder import model_ladder
-from .nulls import empirical_p, log_frequency_bins
+from ..core.nulls import empirical_p, log_frequency_bins
 from .projection import pca_basis, planted_power, share_uncertainty, shares_table
 from .residual_space import fold_layernorm, residual_matrix_names, residual_vectors
-from .spectra import spectrum_row
+from ..core.spectra import spectrum_row
 
 
 def align_model(weights: dict, corpus: dict, params: dict) -> tuple[dict, dict]:

@@ -10,8 +10,8 @@ A verdict that depends on a failing gate is withheld, with the gate named (see v
 """
 from __future__ import annotations
 
-from .decision_rules import GATE_THRESHOLDS as THRESHOLDS, trained_enough
-from .ids import Role
+from ..core.decision_rules import GATE_THRESHOLDS as THRESHOLDS, trained_enough
+from ..core.ids import Role
 
 
 def _role(models: list[dict], role: str) -> list[dict]:

@@ -1,0 +1,1 @@
+"""The corpus side: text, tokenization, training-free corpus statistics, corpus initialisations. Imports core only."""
