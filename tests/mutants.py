@@ -72,7 +72,8 @@ MUTANTS = {
     "shuffled-control gate inverted": (LIB + "report/gates.py", 'row["ok"] = bool(abs(z) < t["max_null_abs_z"])\n',
                                        'row["ok"] = bool(abs(z) >= t["max_null_abs_z"])\n', "tests/test_gates.py"),
     "one-token forward skips the MLP": (LIB + "measure/loss_ladder.py",
-                                        'x = x + gelu(h2 @ f(f"L{i}.W_in").T) @ f(f"L{i}.W_out").T', "x = x",
+                                        'x = x + gelu(h2 @ f(f"L{i}.W_in").T + b(f"L{i}.b_in"), activation) @ '
+                                        'f(f"L{i}.W_out").T + b(f"L{i}.b_out")', "x = x",
                                         "tests/test_loss_ladder.py"),
     "map null keeps the pairing": (LIB + "measure/alignment.py", "Wp[top] = W[top[p]]", "Wp[top] = W[top]",
                                    "tests/test_estimators.py"),

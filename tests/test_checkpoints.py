@@ -187,3 +187,35 @@ def test_bad_hugging_face_folders_are_named_with_what_was_expected(tmp_path):
         read_checkpoint(tmp_path / "ok", "hf")
     with pytest.raises(CheckpointError, match=r"model.format: 'onnx'"):
         read_checkpoint(tmp_path, "onnx")
+
+
+def test_every_analysis_forward_pass_takes_the_biases_and_folding_keeps_the_function(tmp_path):
+    """A biased GPT-2 (tanh GELU, untied): the one-token forward, the attention-keeping forward (its probabilities
+    against transformers' own attentions) and the logits after folding the LayerNorms (weights and biases) and after a
+    residual rotation fixing the ones direction all give transformers' numbers."""
+    from corpus_weights.measure.attention import forward_attention
+    from corpus_weights.measure.loss_ladder import one_token_logits
+    from corpus_weights.measure.residual_space import fold_layernorm, random_rotation_fixing_ones, rotate_residual
+
+    model = hf_model("gelu_new", tied=False)
+    model.save_pretrained(tmp_path)
+    weights, spec = read_checkpoint(tmp_path, "hf")
+    act, toks = spec["activation"], tokens()
+    model.set_attn_implementation("eager")  # (SDPA returns no attention probabilities)
+    with torch.no_grad():
+        out = model(torch.as_tensor(toks), output_attentions=True)
+    expected = torch.log_softmax(out.logits.double(), -1).numpy()
+    one = np.arange(V)
+    with torch.no_grad():
+        first = torch.log_softmax(model(torch.as_tensor(one)[:, None]).logits.double(), -1).numpy()[:, 0]
+    assert np.abs(log_softmax(one_token_logits(weights, one, H, act)) - first).max() < 1e-4
+    _, probs, logits = forward_attention(weights, toks, H, logits=True, activation=act)
+    assert np.abs(log_softmax(logits) - expected).max() < 1e-4
+    for layer, p in enumerate(probs):
+        assert np.abs(p - out.attentions[layer].double().numpy()).max() < 1e-5, layer
+    folded = fold_layernorm(weights)
+    assert not any(k.endswith((".ln1.b", ".ln2.b")) or k == "ln_final.b" for k in folded)
+    assert np.abs(log_softmax(forward_logits(folded, toks, H, act)) - expected).max() < 1e-4
+    Q = random_rotation_fixing_ones(D, np.random.default_rng(5))
+    rotated = rotate_residual(folded, Q)
+    assert np.abs(log_softmax(forward_logits(rotated, toks, H, act)) - expected).max() < 1e-4

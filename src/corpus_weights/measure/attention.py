@@ -284,35 +284,39 @@ def direct_token_space_r(Q: np.ndarray, K: np.ndarray, X: np.ndarray, S: np.ndar
 
 # ----------------------------------------------------------------------------- functional: real text
 
-def forward_attention(weights: dict, tokens: np.ndarray, n_head: int,
-                      logits: bool = False) -> tuple[list, list, np.ndarray | None]:
+def forward_attention(weights: dict, tokens: np.ndarray, n_head: int, logits: bool = False,
+                      activation: str = "gelu") -> tuple[list, list, np.ndarray | None]:
     """The reference forward pass of :func:`residual_space.forward_logits`, keeping for every layer the normalised
-    residual stream that its attention reads (LayerNorm without its weight, (B, T, d): the weight belongs to the
+    residual stream that its attention reads (LayerNorm without its weight and bias, (B, T, d): those belong to the
     heads' reading weights, as in :func:`head_weights`) and the attention probabilities (B, H, T, T),
-    rows = query position i, columns = key position j (0 above the diagonal). Returns (normalised_inputs, probs, the
-    logits (B, T, V) if asked, else None; the last layer's MLP is skipped then)."""
+    rows = query position i, columns = key position j (0 above the diagonal). Biases (checkpoints only) enter as in
+    forward_logits. Returns (normalised_inputs, probs, the logits (B, T, V) if asked, else None; the last layer's MLP
+    is skipped then)."""
     tok = np.atleast_2d(np.asarray(tokens))
     B, T = tok.shape
     f = lambda k: np.asarray(weights[k], dtype=np.float64)  # noqa: E731
+    b = lambda k: np.asarray(weights[k], dtype=np.float64) if k in weights else 0.0  # noqa: E731
     x = f("W_E")[tok] + f("W_pos")[:T][None]
     d = x.shape[-1]
     dh = d // n_head
     normalised_inputs, probs = [], []
     for i in range(n_layers(weights)):
         normalised = layernorm(x)
-        h = normalised * f(f"L{i}.ln1.w")
-        q, k, v = (split_heads(h @ f(f"L{i}.{m}").T, n_head) for m in ("W_Q", "W_K", "W_V"))
+        h = normalised * f(f"L{i}.ln1.w") + b(f"L{i}.ln1.b")
+        q, k, v = (split_heads(h @ f(f"L{i}.W_{m}").T + b(f"L{i}.b_{m}"), n_head) for m in ("Q", "K", "V"))
         p = causal_softmax(q @ np.swapaxes(k, -1, -2) / np.sqrt(dh))
         normalised_inputs.append(normalised)
         probs.append(p)
         if i == n_layers(weights) - 1 and not logits:
             break
-        x = x + (p @ v).transpose(0, 2, 1, 3).reshape(B, T, d) @ f(f"L{i}.W_O").T
-        x = x + gelu(layernorm(x, f(f"L{i}.ln2.w")) @ f(f"L{i}.W_in").T) @ f(f"L{i}.W_out").T
+        x = x + (p @ v).transpose(0, 2, 1, 3).reshape(B, T, d) @ f(f"L{i}.W_O").T + b(f"L{i}.b_O")
+        h2 = layernorm(x, f(f"L{i}.ln2.w"), b=b(f"L{i}.ln2.b") if f"L{i}.ln2.b" in weights else None)
+        x = x + gelu(h2 @ f(f"L{i}.W_in").T + b(f"L{i}.b_in"), activation) @ f(f"L{i}.W_out").T + b(f"L{i}.b_out")
     if not logits:
         return normalised_inputs, probs, None
     W_U = f("W_U") if "W_U" in weights else f("W_E")
-    return normalised_inputs, probs, layernorm(x, f("ln_final.w")) @ W_U.T
+    final = layernorm(x, f("ln_final.w"), b=b("ln_final.b") if "ln_final.b" in weights else None)
+    return normalised_inputs, probs, final @ W_U.T + b("b_U")
 
 
 def split_heads(x: np.ndarray, n_head: int) -> np.ndarray:

@@ -66,21 +66,25 @@ def interpolated_bigram(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: 
 
 # ----------------------------------------------------------------------------- the model at position 0
 
-def one_token_logits(weights: dict, tokens: np.ndarray, n_head: int | None = None) -> np.ndarray:
+def one_token_logits(weights: dict, tokens: np.ndarray, n_head: int | None = None, activation: str = "gelu"
+                     ) -> np.ndarray:
     """Logits (n, V) of the model given each one-token sequence [a] (position 0), float64, no torch.
 
     With a single position, causal attention attends to itself with weight 1, so each block's attention
-    output is LN1(x) W_Vᵀ W_Oᵀ; n_head is irrelevant and accepted for symmetry with forward_logits."""
+    output is (LN1(x) W_Vᵀ + b_V) W_Oᵀ + b_O; n_head is irrelevant and accepted for symmetry with forward_logits.
+    Biases and LayerNorm biases (checkpoints only) enter as in residual_space.forward_logits; missing ones are 0."""
     f = lambda k: np.asarray(weights[k], dtype=np.float64)  # noqa: E731
+    b = lambda k: np.asarray(weights[k], dtype=np.float64) if k in weights else 0.0  # noqa: E731
+    ln = lambda x, k: layernorm(x, f(f"{k}.w"), b=b(f"{k}.b") if f"{k}.b" in weights else None)  # noqa: E731
     tokens = np.asarray(tokens, dtype=np.int64)
     x = f("W_E")[tokens] + f("W_pos")[0][None, :]
     for i in range(n_layers(weights)):
-        h = layernorm(x, f(f"L{i}.ln1.w"))
-        x = x + (h @ f(f"L{i}.W_V").T) @ f(f"L{i}.W_O").T
-        h2 = layernorm(x, f(f"L{i}.ln2.w"))
-        x = x + gelu(h2 @ f(f"L{i}.W_in").T) @ f(f"L{i}.W_out").T
+        h = ln(x, f"L{i}.ln1")
+        x = x + (h @ f(f"L{i}.W_V").T + b(f"L{i}.b_V")) @ f(f"L{i}.W_O").T + b(f"L{i}.b_O")
+        h2 = ln(x, f"L{i}.ln2")
+        x = x + gelu(h2 @ f(f"L{i}.W_in").T + b(f"L{i}.b_in"), activation) @ f(f"L{i}.W_out").T + b(f"L{i}.b_out")
     W_U = f("W_U") if "W_U" in weights else f("W_E")
-    return layernorm(x, f("ln_final.w")) @ W_U.T
+    return ln(x, "ln_final") @ W_U.T + b("b_U")
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ READING = ("W_Q", "W_K", "W_V", "W_in")
 WRITING = ("W_O", "W_out")
 EMBEDDING = ("W_E", "W_pos", "W_U")
 LAYER_MATRICES = READING + WRITING
+WRITING_BIASES = ("b_O", "b_out")  # biases added to the residual stream (checkpoints only)
 LN_EPS = 1e-5
 
 _LAYER_RE = re.compile(r"^L(\d+)\.(.+)$")
@@ -62,25 +63,30 @@ def _ln_keys(weights: dict) -> list[str]:
 
 
 def fold_layernorm(weights: dict) -> dict:
-    """Fold every LayerNorm weight into the reading matrices that follow it.
+    """Fold every LayerNorm weight (and bias, where a checkpoint has one) into the reading matrices that follow it.
 
     ln1 -> columns of W_Q, W_K, W_V; ln2 -> columns of W_in; ln_final -> an explicit untied
-    unembedding W_U = W_E * ln_final.w (V, d).  LN weights are set to ones.  The function of the
-    network is unchanged (checked by tests/test_invariance.py).  Input is not modified.
+    unembedding W_U = W_E * ln_final.w (V, d).  LN weights are set to ones.  A LayerNorm bias b becomes part of the
+    next bias: b_Q += W_Q b (before the columns are scaled), likewise b_K, b_V, b_in, and b_U = W_U ln_final.b for the
+    unembedding; the LN biases are then dropped.  The function of the network is unchanged (checked by
+    tests/test_invariance.py and tests/test_checkpoints.py).  Input is not modified.
     """
     out = {k: np.array(v, copy=True) for k, v in weights.items()}
+
+    def fold(ln: str, readers: list[str]) -> None:
+        w, b = out[f"{ln}.w"], out.pop(f"{ln}.b", None)
+        for W_key, b_key in readers:
+            if b is not None:
+                out[b_key] = out.get(b_key, 0.0) + out[W_key] @ b
+            out[W_key] = out[W_key] * w[None, :]
+        out[f"{ln}.w"] = np.ones_like(w)
+
     for i in range(n_layers(weights)):
-        w1 = out[f"L{i}.ln1.w"]
-        for t in ("W_Q", "W_K", "W_V"):
-            out[f"L{i}.{t}"] = out[f"L{i}.{t}"] * w1[None, :]
-        out[f"L{i}.ln1.w"] = np.ones_like(w1)
-        w2 = out[f"L{i}.ln2.w"]
-        out[f"L{i}.W_in"] = out[f"L{i}.W_in"] * w2[None, :]
-        out[f"L{i}.ln2.w"] = np.ones_like(w2)
-    wf = out["ln_final.w"]
-    W_U = out["W_U"] if "W_U" in out else out["W_E"]
-    out["W_U"] = W_U * wf[None, :]
-    out["ln_final.w"] = np.ones_like(wf)
+        fold(f"L{i}.ln1", [(f"L{i}.{t}", f"L{i}.b_{t[2:]}") for t in ("W_Q", "W_K", "W_V")])
+        fold(f"L{i}.ln2", [(f"L{i}.W_in", f"L{i}.b_in")])
+    if "W_U" not in out:
+        out["W_U"] = out["W_E"].copy()
+    fold("ln_final", [("W_U", "b_U")])
     return out
 
 
@@ -104,7 +110,9 @@ def rotate_residual(weights: dict, Q: np.ndarray, check_folded: bool = True) -> 
             out[k] = v @ Q
         elif t in WRITING:
             out[k] = Q.T @ v
-        else:
+        elif t in WRITING_BIASES:  # added to the residual stream: a residual vector
+            out[k] = v @ Q
+        else:  # LayerNorm weights (all ones) and the biases of reading matrices (outside the residual space)
             out[k] = np.array(v, copy=True)
     return out
 
@@ -177,5 +185,5 @@ def forward_logits(weights: dict, tokens: np.ndarray, n_head: int, activation: s
         h2 = ln(x, f"L{i}.ln2")
         x = x + gelu(h2 @ f(f"L{i}.W_in").T + bias(f"L{i}.b_in"), activation) @ f(f"L{i}.W_out").T + bias(f"L{i}.b_out")
     W_U = f("W_U") if "W_U" in weights else f("W_E")
-    logits = ln(x, "ln_final") @ W_U.T
+    logits = ln(x, "ln_final") @ W_U.T + bias("b_U")
     return logits[0] if squeeze else logits
