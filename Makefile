@@ -20,28 +20,30 @@ report: $(STAMP)
 intervention: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/intervention.yaml
 
+# A study: its config run to the report, then the page generated from its metrics.json (with the wall time) committed
+# under docs/, and the metrics.json itself under docs/results/ (make compare reads it on a fresh clone).
+# $(call study,CONFIG,EXPERIMENT,TITLE variable,PAGE)
+define study
+	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile $(1) && \
+	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.report.results_page \
+	  --experiment results/shakespeare/$(2)/metrics.json --title "$($(3))" \
+	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make $(2) on this machine ($$(nproc) cores)" \
+	  > $(4).tmp && mv $(4).tmp $(4) && \
+	  mkdir -p docs/results && cp results/shakespeare/$(2)/metrics.json docs/results/$(2).metrics.json
+endef
+
 # The reference study (config/reference.yaml): the default architecture trained until its validation loss stops
 # improving (at most 3 M tokens), two seeds, the shuffled control and every intervention variant (9 models, about an
-# hour and a half on 2 cores); regenerates docs/reference-results.md from the run, with its wall time.
-REFERENCE := results/shakespeare/reference
+# hour and a half on 2 cores); regenerates docs/reference-results.md.
+REFERENCE_TITLE := Reference study: trained to its best validation loss
 reference: $(STAMP)
-	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/reference.yaml && \
-	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.report.results_page --experiment $(REFERENCE)/metrics.json \
-	  --title "Reference study: trained to its best validation loss" \
-	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make reference on this machine ($$(nproc) cores)" \
-	  > docs/reference-results.md.tmp && mv docs/reference-results.md.tmp docs/reference-results.md && \
-	  mkdir -p docs/results && cp $(REFERENCE)/metrics.json docs/results/reference.metrics.json
+	$(call study,config/reference.yaml,reference,REFERENCE_TITLE,docs/reference-results.md)
 
 # The note's scale (config/note.yaml: 8 layers, d = 256, context 128, ≈ 10.2 M parameters), two seeds and the
-# controls, about an hour on 2 CPU cores with bf16; regenerates docs/note-scale-results.md from the run.
-NOTE := results/shakespeare/note
+# controls, about an hour on 2 CPU cores with bf16; regenerates docs/note-scale-results.md.
+NOTE_TITLE := The note's scale: 8 layers, d = 256, context 128
 note: $(STAMP)
-	start=$$(date +%s); $(BIN)/snakemake --cores $(CORES) results/report.html --configfile config/note.yaml && \
-	  end=$$(date +%s) && $(BIN)/python -m corpus_weights.report.results_page --experiment $(NOTE)/metrics.json \
-	  --title "The note's scale: 8 layers, d = 256, context 128" \
-	  --wall-time "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s for make note on this machine ($$(nproc) cores)" \
-	  > docs/note-scale-results.md.tmp && mv docs/note-scale-results.md.tmp docs/note-scale-results.md && \
-	  mkdir -p docs/results && cp $(NOTE)/metrics.json docs/results/note.metrics.json
+	$(call study,config/note.yaml,note,NOTE_TITLE,docs/note-scale-results.md)
 
 # Every experiment side by side: each one's metrics.json from results/ when it has run here, else the copy committed
 # in docs/results/ by `make reference` / `make note` (a fresh clone compares its default run with the committed

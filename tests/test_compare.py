@@ -53,3 +53,25 @@ def test_load_experiments_names_and_errors(tmp_path):
         load_experiments([str(bad)])
     with pytest.raises(ValueError, match="cannot read"):
         load_experiments([str(tmp_path / "missing.json")])
+
+
+def test_make_compare_reads_the_committed_studies_where_results_lack_them(tmp_path):
+    """On a fresh clone only the default run is under results/: `make compare` takes the other studies' metrics.json
+    from docs/results/ (written there by make reference / make note), and a study run here wins over its copy."""
+    import shutil
+    import subprocess
+
+    from workflow_helpers import REPO
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    for rel in ("results/shakespeare/default/metrics.json", "results/shakespeare/note/metrics.json",
+                "docs/results/note.metrics.json", "docs/results/reference.metrics.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / ".installed").write_text("")
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "compare"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    command = next(line for line in out.splitlines() if "corpus_weights.report.compare" in line).split()
+    assert command[3:7] == ["results/shakespeare/default/metrics.json", "docs/results/reference.metrics.json",
+                            "results/shakespeare/note/metrics.json", "-o"], command
