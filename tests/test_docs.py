@@ -16,7 +16,6 @@ SKIP = {  # commands that need what a test cannot have, with the test that cover
     "profiles/slurm": "needs a SLURM cluster (tests/test_slurm.py runs the profile on a real one)",
     "start_cluster.sh": "tests/test_slurm.py", "stop_cluster.sh": "tests/test_slurm.py",
     "pip install": "the bootstrap itself (every test runs in the environment it makes)",
-    "export ": "shell state for the SLURM example",
     "--slurm-": "options to add to a SLURM command (tests/test_slurm.py uses them)",
 }
 
@@ -48,11 +47,15 @@ def test_the_docs_have_commands():
 @pytest.mark.parametrize("doc, command", documented_commands())
 def test_documented_command_works(doc, command, tmp_path):
     skip = next((why for key, why in SKIP.items() if key in command), None)
+    if command.startswith("export "):
+        skip = "shell state for the SLURM example"
     if skip:
         pytest.skip(skip)
     if command.startswith("SCRIPT:"):
         return run_outside_script(command[len("SCRIPT:"):], tmp_path)
     argv = shlex.split(command)
+    if argv[1:3] == ["-m", "corpus_weights.model.export"]:
+        return run_export(argv, tmp_path)
     if argv[0] == "make":
         proc = subprocess.run(["make", "-n", *argv[1:]], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
@@ -65,6 +68,29 @@ def test_documented_command_works(doc, command, tmp_path):
         args = ["-n", *args]
     proc = snakemake(workdir, *args, configfile=None, timeout=300)
     assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+
+
+def run_export(argv: list[str], workdir: Path) -> None:
+    """The export command as written, on a small model saved where the command expects the default run's."""
+    import json
+    import sys
+
+    import torch
+
+    from corpus_weights.model.gpt import GPT, GPTConfig
+    from corpus_weights.model.weights import save_model_safetensors
+
+    model_file, folder = workdir / argv[3], workdir / argv[4]
+    model_file.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_model_safetensors(GPT(GPTConfig(vocab_size=40, n_layer=1, d_model=16, n_head=2, context=8)), model_file)
+    tokenizer = workdir / argv[argv.index("--tokenizer") + 1]
+    tokenizer.parent.mkdir(parents=True)
+    tokenizer.write_text("{}")
+    proc = subprocess.run([sys.executable, *argv[1:]], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((folder / "config.json").read_text())["n_layer"] == 1
+    assert (folder / "model.safetensors").stat().st_size > 0 and (folder / "tokenizer.json").is_file()
 
 
 # Appended to the config the README's own-directory block writes, so that its run, as written otherwise, finishes
