@@ -81,3 +81,30 @@ def test_orthonormal_columns_nested_and_float64():
 def test_fix_signs_by_hand(U, expected):
     out = fix_signs(U)
     assert np.array_equal(out, expected)
+
+
+def test_svd_guard_is_well_posed_on_a_flat_tail_and_fails_a_wrong_triplet():
+    """A planted spectrum whose k-th value is degenerate with the (k+1)-th: a rotation inside the degenerate pair is an
+    exact SVD too (residuals ~1e-15) although its rank-k subspace is 45° from the reference's — the guard passes it,
+    checking angles only for the leading 4 directions a gap separates. A triplet off by 5 % fails."""
+    from corpus_weights.core.linalg import principal_angles_deg, svd_accuracy
+
+    rng = np.random.default_rng(0)
+    m, n, k = 40, 30, 5
+    sigma = np.array([10.0, 8.0, 6.0, 5.0, 3.0, 3.0, 1.0] + [0.5] * (n - 7))
+    U0 = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    V0 = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = U0 @ np.diag(sigma) @ V0.T
+    U, s, Vt = U0[:, :k].copy(), sigma[:k].copy(), V0[:, :k].T.copy()
+    c = np.sqrt(0.5)
+    U[:, 4], Vt[4] = c * (U0[:, 4] + U0[:, 5]), c * (V0[:, 4] + V0[:, 5])
+    assert principal_angles_deg(U, U0[:, :k]).max() > 44  # the old whole-subspace test would fail it
+    ok = svd_accuracy(A, U, s, Vt, sigma[:k], U0[:, :k], tol=1e-10)
+    assert ok["passed"] and ok["residual"] < 1e-12 and ok["gapped_directions"] == 4, ok
+    bad_U = U.copy()
+    bad_U[:, 1] = np.linalg.qr(np.column_stack([U[:, 1] + 0.05 * U0[:, 9], U[:, 0]]))[0][:, 0]
+    bad = svd_accuracy(A, bad_U, s, Vt, sigma[:k], U0[:, :k], tol=1e-6)
+    assert not bad["passed"] and bad["residual"] > 1e-3, bad
+    worse_s = s.copy()
+    worse_s[2] *= 1.01
+    assert not svd_accuracy(A, U, worse_s, Vt, sigma[:k], tol=1e-6)["passed"]

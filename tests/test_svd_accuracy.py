@@ -9,6 +9,7 @@ import yaml
 from scipy.sparse.linalg import svds
 
 from corpus_weights.corpus.text import prepare_corpus
+from corpus_weights.core.linalg import principal_angles_deg
 from corpus_weights.corpus.corpus_stats import bigram_counts, ppmi, ppmi_embeddings, symmetric_counts_spectrum_stats
 from corpus_weights.corpus.tokenizing import encode, split_train_val, train_tokenizer
 from workflow_helpers import REPO
@@ -34,9 +35,6 @@ def arpack(A, k, vectors=True):
     return U[:, order], s[order]
 
 
-def principal_angles_deg(A, B):
-    cos = np.linalg.svd(np.linalg.qr(A)[0].T @ np.linalg.qr(B)[0], compute_uv=False)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts):
@@ -86,3 +84,24 @@ def test_symmetric_spectrum_matches_arpack_on_the_default_corpus(default_counts)
                                  v0=np.random.default_rng(0).standard_normal(M.shape[0]))))[::-1]
     assert np.allclose(stats["top_singular_values"], exact[:10], rtol=1e-9)
     assert stats["pr_abs_top_k"] == pytest.approx(exact.sum() ** 2 / (exact**2).sum(), rel=1e-9)
+
+
+def test_the_well_posed_guard_passes_the_solvers_and_fails_a_loose_one(default_counts):
+    """core.linalg.svd_accuracy (residuals per triplet, captured energy, angles only where a gap separates the
+    directions) on the default corpus's PPMI matrix: the pipeline's solver passes it against ARPACK at machine
+    precision; ARPACK at tol = 0.3 fails it."""
+    from corpus_weights.core.linalg import svd_accuracy
+    from corpus_weights.corpus.corpus_stats import top_singular
+
+    C, cfg = default_counts
+    d = cfg["model"]["d_model"]
+    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
+    U_ref, s_ref = arpack(P, d)
+    U, s, Vt = top_singular(P, d, seed=0)
+    ok = svd_accuracy(P, U, s, Vt, s_ref, U_ref)
+    assert ok["passed"] and ok["gapped_directions"] >= d // 2, ok
+    loose = svds(P, k=d, v0=np.random.default_rng(0).standard_normal(min(P.shape)), solver="arpack", random_state=0,
+                 tol=0.3)
+    order = np.argsort(loose[1])[::-1]
+    bad = svd_accuracy(P, loose[0][:, order], loose[1][order], loose[2][order], s_ref, U_ref)
+    assert not bad["passed"] and bad["residual"] > 1e-4, bad

@@ -60,3 +60,38 @@ def fix_signs(U: np.ndarray) -> np.ndarray:
     s = np.sign(U[np.abs(U).argmax(0), np.arange(U.shape[1])])
     s[s == 0] = 1
     return U * s[None, :]
+
+
+def principal_angles_deg(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Principal angles (degrees, ascending) between the column spans of A and B."""
+    cos = np.linalg.svd(np.linalg.qr(A)[0].T @ np.linalg.qr(B)[0], compute_uv=False)
+    return np.sort(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def svd_accuracy(A, U: np.ndarray, s: np.ndarray, Vt: np.ndarray, s_ref: np.ndarray, U_ref: np.ndarray | None = None,
+                 tol: float = 1e-6, energy_tol: float = 1e-4, gap: float = 1e-3) -> dict:
+    """An accuracy guard for a truncated SVD that tests what solvers guarantee, so that it is well posed even where
+    the spectrum is flat (σ_k ≈ σ_{k+1}, where the rank-k subspace itself is not determined):
+
+    - every triplet's residuals ‖A v − σ u‖ and ‖Aᵀ u − σ v‖ at most ``tol · σ₁``;
+    - the captured energy Σσ² within ``energy_tol`` (relative) of the reference's;
+    - principal angles to the reference's vectors ``U_ref`` (if given) only for the leading group of directions that a
+      relative gap ≥ ``gap`` separates from the rest, where they must be < 1°.
+
+    Returns the measured figures and ``passed``. A is anything with ``@`` (dense or sparse)."""
+    U, s, Vt, s_ref = (np.asarray(x, dtype=np.float64) for x in (U, s, Vt, s_ref))
+    s1 = float(s_ref[0])
+    left = np.linalg.norm(A @ Vt.T - U * s[None, :], axis=0)
+    right = np.linalg.norm(A.T @ U - Vt.T * s[None, :], axis=0)
+    residual = float(np.max(np.maximum(left, right)) / s1)
+    energy = float(abs((s ** 2).sum() - (s_ref ** 2).sum()) / (s_ref ** 2).sum())
+    out = dict(residual=residual, energy=energy, gapped_directions=0, gapped_angle_deg=None)
+    if U_ref is not None:
+        rel_gaps = (s_ref[:-1] - s_ref[1:]) / s_ref[:-1]
+        cut = [j + 1 for j in range(len(rel_gaps)) if rel_gaps[j] >= gap]
+        n = max(cut) if cut else 0  # the largest leading group that a gap separates from the rest
+        if n:
+            out.update(gapped_directions=n, gapped_angle_deg=float(principal_angles_deg(U[:, :n], U_ref[:, :n]).max()))
+    out["passed"] = bool(residual <= tol and energy <= energy_tol
+                         and (out["gapped_angle_deg"] is None or out["gapped_angle_deg"] < 1.0))
+    return out
