@@ -30,7 +30,7 @@ EQUIVALENT = ROOT / "tests" / "equivalent_mutants.txt"
 
 def results() -> dict[str, str]:
     out = {}
-    for meta in sorted(MUTANTS.glob("*.py.meta")):
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             out[key] = status_by_exit_code[code]
     return out
@@ -39,7 +39,7 @@ def results() -> dict[str, str]:
 def changed_lines() -> dict[str, list[str]]:
     """Mutant name -> the lines it adds relative to the original function (from mutmut's mutated copies)."""
     out = {}
-    for path in sorted(MUTANTS.glob("*.py")):
+    for path in sorted(MUTANTS.rglob("*.py")):
         source = path.read_text()
         rows = source.splitlines()
         funcs = {node.name: "\n".join(rows[node.lineno - 1:node.end_lineno])  # get_source_segment is quadratic here
@@ -53,7 +53,7 @@ def changed_lines() -> dict[str, list[str]]:
             base = name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
             diff = difflib.unified_diff(original.splitlines(), text.replace(name, base, 1).splitlines(), lineterm="",
                                         n=0)
-            key = f"corpus_weights.{path.stem}.{name}"
+            key = ".".join(["corpus_weights", *path.relative_to(MUTANTS).with_suffix("").parts, name])
             out[key] = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
     return out
 
@@ -86,7 +86,7 @@ def main() -> int:
     equivalent, problems = equivalents(lines, status)
     table: dict[str, Counter] = defaultdict(Counter)
     for key, st in status.items():
-        module = key.split(".")[1]
+        module = key.split(".")[2]  # corpus_weights.<stage>.<module>.<mutant>
         table[module]["equivalent" if key in equivalent else st] += 1
     table_lines = ["| module | mutants | killed | survived | equivalent | timeout | not checked | "
                    "killed / (checked − equivalent) |", "|---|---|---|---|---|---|---|---|"]
