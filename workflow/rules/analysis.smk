@@ -117,7 +117,6 @@ rule fit_projections:
 rule trajectory:
     input:
         unpack(trajectory_analysed),
-        snapshots=expand(result_path("weights", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
         models=expand(result_path("model", run="{{run}}", snap="snapshot_{pct:03d}"), pct=SNAPSHOT_PCTS),
         train_log=result_path("train_log"),
         bigrams=result_path("bigrams"),

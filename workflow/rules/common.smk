@@ -473,13 +473,7 @@ def benchmark_jobs():
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
     jobs += [("intervention", run) for run in INTERVENTION]
     jobs += [("trajectory", t["run"]) for t in TRAJECTORY]
-    # snapshots extracted only for the trajectory: their cost is the trajectory's (metrics.json analysis block)
-    trajectory_only = sorted({(t["run"], f"snapshot_{pct:03d}") for t in TRAJECTORY for pct in SNAPSHOT_PCTS}
-                             - set(extracted))
-    jobs += [("extract_weights", f"{run}.{snap}") for run, snap in trajectory_only]
-    only = {f"{run}.{snap}" for run, snap in trajectory_only}
-    return [dict(rule=rule, job=job or CORPUS, for_trajectory=rule == "trajectory" or (rule == "extract_weights"
-                                                                                      and job in only),
+    return [dict(rule=rule, job=job or CORPUS,
                  path=res(f"benchmarks/{rule}.tsv") if job is None else res(f"benchmarks/{rule}/{job}.tsv"))
             for rule, job in jobs]
 

@@ -6,9 +6,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from corpus_weights.model.snapshot_eval import snapshot_val_loss
+from corpus_weights.model.weights import extract_weights, load_model_safetensors, read_safetensors_step
 from corpus_weights.corpus.tokenizing import special_token_ids
 from corpus_weights.measure.trajectory import CorpusSide, analysed_from_files, run_trajectory
-from corpus_weights.core.workflow_io import load_weights_npz, read_json, start_log
+from corpus_weights.core.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])
 emb = np.load(snakemake.input.embeddings)
@@ -16,10 +17,11 @@ corpus = dict(counts=sp.load_npz(snakemake.input.bigrams), E_in=emb["E_in"], E_o
               eigvecs=np.load(snakemake.input.covariance)["eigvecs"],
               special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
 side = CorpusSide(corpus, read_json(snakemake.input.ladder), dict(snakemake.params.trajectory))
-snapshots = []
-for path in snakemake.input.snapshots:
-    weights, meta = load_weights_npz(path)
-    snapshots.append((int(Path(path).stem.split("_")[1]), int(meta["step"]), weights))
+snapshots = []  # the weights straight from each snapshot's model file (what rule extract_weights would write)
+for path in snakemake.input.models:
+    model_at, config = load_model_safetensors(path)
+    snapshots.append((int(Path(path).stem.split("_")[1]), int(read_safetensors_step(path)),
+                      extract_weights(model_at, config)))
 train_log = pd.read_parquet(snakemake.input.train_log).dropna(subset=["val_loss"])
 val_loss = dict(zip(train_log["step"].astype(int), train_log["val_loss"].astype(float)))
 model = dict(snakemake.params.model)

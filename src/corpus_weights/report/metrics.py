@@ -112,8 +112,7 @@ def _benchmark_table(jobs: list[dict]) -> list[dict]:
             frame = pd.read_csv(job["path"], sep="\t")
         except (OSError, ValueError, pd.errors.EmptyDataError):  # a missing benchmark must not break the report
             continue
-        rows.append({"rule": job["rule"], "job": job["job"], "for_trajectory": bool(job.get("for_trajectory")),
-                     "seconds": float(frame["s"].iloc[0]),
+        rows.append({"rule": job["rule"], "job": job["job"], "seconds": float(frame["s"].iloc[0]),
                      "cpu_seconds": float(frame["cpu_time"].iloc[0]) if "cpu_time" in frame else None,
                      "max_rss_mb": float(frame["max_rss"].iloc[0]) if "max_rss" in frame else None})
     return rows
@@ -289,13 +288,12 @@ def collect_metrics(data: dict, params: dict) -> dict:
         metrics["verdicts"].append(iv["verdict"])
     metrics["benchmarks"] = _benchmark_table(list(params.get("benchmarks", [])))
     analysis = [r for r in metrics["benchmarks"] if r["rule"] in ANALYSIS_RULES]
-    # what the trajectory adds: its own jobs and the snapshots extracted for it alone
-    trajectory = [r for r in metrics["benchmarks"] if r.get("for_trajectory")]
+    # what the statistics along training add: the trajectory jobs (they read their snapshots' model files themselves)
+    trajectory = [r for r in metrics["benchmarks"] if r["rule"] == "trajectory"]
     cpu = sum(r["cpu_seconds"] or 0.0 for r in analysis)
     traj_cpu = sum(r["cpu_seconds"] or 0.0 for r in trajectory)
     metrics["analysis"] = {"jobs": len(analysis), "cpu_seconds": cpu,
                            "summed_wall_seconds": sum(r["seconds"] for r in analysis),
-                           "trajectory_jobs": sum(r["rule"] == "trajectory" for r in trajectory), "trajectory_cpu_seconds": traj_cpu,
-                           "trajectory_snapshot_extractions": sum(r["rule"] == "extract_weights" for r in trajectory),
+                           "trajectory_jobs": len(trajectory), "trajectory_cpu_seconds": traj_cpu,
                            "trajectory_over_analysis": traj_cpu / cpu if cpu > 0 and trajectory else None}
     return metrics

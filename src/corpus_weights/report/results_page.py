@@ -129,8 +129,7 @@ def experiment_markdown(metrics: dict, wall_time: str | None = None, title: str 
     an = metrics.get("analysis", {})
     if an.get("trajectory_over_analysis") is not None:
         lines += ["", f"Statistics along training: {an['trajectory_jobs']} runs at {len(cfg.get('snapshot_pcts', []))} "
-                      f"snapshots each, {fmt(an['trajectory_cpu_seconds'], 3)} CPU s (with the "
-                      f"{an.get('trajectory_snapshot_extractions', 0)} snapshot extractions only it needs) = "
+                      f"snapshots each, {fmt(an['trajectory_cpu_seconds'], 3)} CPU s = "
                       f"{fmt(100 * an['trajectory_over_analysis'], 2)} % of the per-model analysis "
                       f"({fmt(an['cpu_seconds'], 3)} CPU s)."]
     if metrics.get("intervention"):
