@@ -25,6 +25,15 @@ def default_counts():
     return bigram_counts(train, info["vocab_size"]), cfg
 
 
+@pytest.fixture(scope="module")
+def ppmi_reference(default_counts):
+    """The default corpus's PPMI matrix and ARPACK's machine-precision top-d reference (U, s), computed once."""
+    C, cfg = default_counts
+    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
+    U_ref, s_ref = arpack(P, cfg["model"]["d_model"])
+    return P, U_ref, s_ref
+
+
 def arpack(A, k, vectors=True):
     out = svds(A, k=k, v0=np.random.default_rng(0).standard_normal(min(A.shape)), solver="arpack",
                random_state=0, return_singular_vectors=vectors)
@@ -37,12 +46,11 @@ def arpack(A, k, vectors=True):
 
 
 
-def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts):
-    C, cfg = default_counts
+def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts, ppmi_reference):
+    _, cfg = default_counts
     d = cfg["model"]["d_model"]
-    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
+    P, U_ref, s_ref = ppmi_reference
     E_in, E_out, s = ppmi_embeddings(P, d, power=0.0, seed=cfg["analysis"]["seed"])
-    U_ref, s_ref = arpack(P, d)
     assert np.max(np.abs(s - s_ref) / s_ref) < 1e-3
     # the leading subspaces coincide (only near-degenerate pairs at the very end could rotate within themselves)
     angles = principal_angles_deg(E_in, U_ref)
@@ -54,17 +62,16 @@ def test_ppmi_embeddings_match_arpack_on_the_default_corpus(default_counts):
     assert np.all(cos[separated] > 0.999), cos[separated].min()
 
 
-def test_arpack_path_with_its_tolerance_matches_full_precision(default_counts, monkeypatch):
+def test_arpack_path_with_its_tolerance_matches_full_precision(default_counts, ppmi_reference, monkeypatch):
     """Large vocabularies go through ARPACK at ARPACK_SVD_TOL (not machine precision): on the default corpus the
     values and the subspace equal those of a tol = 0 run."""
     import corpus_weights.corpus.corpus_stats as cs
 
-    C, cfg = default_counts
+    _, cfg = default_counts
     d = cfg["model"]["d_model"]
-    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
+    P, U_ref, s_ref = ppmi_reference
     monkeypatch.setattr(cs, "PROPACK_MAX_DIM", 0)
     U, s, _ = cs.top_singular(P, d, seed=0)
-    U_ref, s_ref = arpack(P, d)
     assert np.max(np.abs(s - s_ref) / s_ref) < 1e-6
     assert principal_angles_deg(U, U_ref).max() < 0.01
 
@@ -86,17 +93,16 @@ def test_symmetric_spectrum_matches_arpack_on_the_default_corpus(default_counts)
     assert stats["pr_abs_top_k"] == pytest.approx(exact.sum() ** 2 / (exact**2).sum(), rel=1e-9)
 
 
-def test_the_well_posed_guard_passes_the_solvers_and_fails_a_loose_one(default_counts):
+def test_the_well_posed_guard_passes_the_solvers_and_fails_a_loose_one(default_counts, ppmi_reference):
     """core.linalg.svd_accuracy (residuals per triplet, captured energy, angles only where a gap separates the
     directions) on the default corpus's PPMI matrix: the pipeline's solver passes it against ARPACK at machine
     precision; ARPACK at tol = 0.3 fails it."""
     from corpus_weights.core.linalg import svd_accuracy
     from corpus_weights.corpus.corpus_stats import top_singular
 
-    C, cfg = default_counts
+    _, cfg = default_counts
     d = cfg["model"]["d_model"]
-    P = ppmi(C, alpha=cfg["analysis"]["ppmi_alpha"])
-    U_ref, s_ref = arpack(P, d)
+    P, U_ref, s_ref = ppmi_reference
     U, s, Vt = top_singular(P, d, seed=0)
     ok = svd_accuracy(P, U, s, Vt, s_ref, U_ref)
     assert ok["passed"] and ok["gapped_directions"] >= d // 2, ok
