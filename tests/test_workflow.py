@@ -361,6 +361,8 @@ def test_the_training_table_names_each_model_as_the_other_tables_do(finished_run
     assert [(r["model"], r["folder"]) for r in rows] == [("main-s0", "train/orig-s0"), ("main-s1", "train/orig-s1"),
                                                          ("shuffled", "train/shuffled-s0")]
     assert [r["final val loss"] for r in rows] == [runs[run]["summary"]["final_val_loss"] for run in runs]
+    assert {run: t["model"] for run, t in metrics["training"].items()} == {"orig-s0": "main-s0", "orig-s1": "main-s1",
+                                                                          "shuffled-s0": "shuffled"}
     section = html[html.index('<h2 id="training">'):]
     for r in rows:
         assert f"<td>{r['model']}</td><td>{r['folder']}</td>" in section[:section.index("</table>")], r["model"]

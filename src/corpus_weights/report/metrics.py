@@ -260,11 +260,13 @@ def collect_metrics(data: dict, params: dict) -> dict:
                         ladder=mm["corrected"]["ladder"], controls=mm["corrected"]["positive_control"],
                         alignment=results[lab]["alignment"]) for lab, mm in models.items()]
     config, corpus = run_card(data, params)
+    # the name every table gives a trained run's analysed model (main-s0, shuffled, …; None: a run not analysed)
+    model_of = {m["run"]: label for label, m in models.items() if m["role"] != Role.STEP0}
     metrics = {
         "schema": "corpus-weights metrics v2 (docs/metrics.md)", "K": K, "K_list": data["K_list"], "K_over_d": K / d,
         "config": config, "corpus": corpus,
         "spectra": spectra_metrics(data["spectra"], data["main_res"]["weight_spectra"]),
-        "training": {run: {**{k: info["summary"].get(k) for k in TRAINING_KEYS},
+        "training": {run: {"model": model_of.get(run), **{k: info["summary"].get(k) for k in TRAINING_KEYS},
                            "wall_s": info["summary"].get("elapsed_s")} for run, info in data["runs"].items()},
         "main_label": main_label, "models": models, "gates": evaluate_gates(gate_inputs), "note": NOTE,
     }

@@ -72,7 +72,6 @@ def _cell(text) -> str:
 def run_rows(metrics: dict) -> list[str]:
     """One table row per trained run: tokens taken, the analysed step (the best one under early stopping), losses,
     speed."""
-    labels = {m["run"]: label for label, m in metrics.get("models", {}).items() if m.get("role") != "step0"}
     rows = ["| model (folder) | tokens taken | analysed at (tokens) | val loss of the analysed model | stopped early | "
             "tokens/s | wall s | device, dtype |", "|---|---|---|---|---|---|---|---|"]
     for run, t in metrics["training"].items():
@@ -80,7 +79,7 @@ def run_rows(metrics: dict) -> list[str]:
         analysed = t.get("best_tokens") if early else t.get("tokens")
         val = t.get("best_val_loss") if early else t.get("final_val_loss")
         stopped = ("yes" if t.get("stopped_early") else "no (budget reached)") if early else "— (off)"
-        name = f"{labels[run]} (train/{run})" if run in labels else f"train/{run}"
+        name = f"{t['model']} (train/{run})" if t.get("model") else f"train/{run}"
         rows.append(f"| {name} | {tokens(t.get('tokens'))} | {tokens(analysed)} | {fmt(val)} | {stopped} | "
                     f"{tokens(t.get('tokens_per_s'))} | {tokens(t.get('wall_s'))} | {t.get('device_name') or t.get('device')}, "
                     f"{t.get('dtype')} |")
