@@ -100,6 +100,55 @@ CONTROLS = config["controls"]
 ANALYSIS = config["analysis"]
 
 
+def checkpoint_setup():
+    """model.source: checkpoint — a model trained elsewhere (model.path, model.format; docs in config/README.md).
+    Read before any job: its architecture (which replaces model.n_layer/d_model/n_head/context), its own tokenizer
+    (which replaces tokenizer training; its size is tokenizer.vocab_size) and the match between the two. Every
+    problem is one WorkflowError naming the key or file. Returns None for a model trained here."""
+    if MODEL.get("source", "train") != "checkpoint":
+        for key in ("path", "format", "tokenizer", "trim_vocab"):
+            if MODEL.get(key) not in (None, False):
+                raise WorkflowError(f"config error: in 'model.{key}': only used with model.source: checkpoint "
+                                    f"(model.source is {MODEL.get('source', 'train')!r})")
+        return None
+    from corpus_weights.corpus.tokenizing import load_tokenizer
+    from corpus_weights.model.checkpoints import (CheckpointError, check_vocabulary, checkpoint_files, read_spec,
+                                                  tokenizer_files)
+
+    path, fmt = MODEL.get("path"), MODEL.get("format")
+    problems = []
+    if not path:
+        problems.append(("model.path", "required with model.source: checkpoint (a Hugging Face folder, a nanoGPT "
+                                       "ckpt.pt or a .safetensors model of this workflow)"))
+    if not fmt:
+        problems.append(("model.format", "required with model.source: checkpoint (hf | nanogpt | corpus-weights)"))
+    if CALIBRATION:
+        problems.append(("calibration", "planted models are built on trained runs; not with model.source: checkpoint"))
+    if set(INIT_VARIANTS) - {"random"}:
+        problems.append(("experiments.init", "the intervention experiment trains models; with model.source: "
+                                             "checkpoint only [random] applies"))
+    if problems:
+        raise WorkflowError("config error(s):\n" + "\n".join(f"  in '{k}': {m}" for k, m in problems))
+    try:
+        spec = read_spec(path, fmt)
+        tok_files = tokenizer_files(path, fmt, MODEL.get("tokenizer"))
+        try:
+            _, info = load_tokenizer(tok_files)
+        except Exception as err:  # tokenizers' own parse errors: say which file
+            raise CheckpointError(f"tokenizer {', '.join(tok_files.values())}: cannot be read "
+                                  f"({str(err).splitlines()[0][:200]})") from err
+        V = check_vocabulary(spec, info["vocab_size"], bool(MODEL.get("trim_vocab", False)), info["source"])
+        files = checkpoint_files(path, fmt)
+    except CheckpointError as err:
+        raise WorkflowError(f"model.path {path} (format {fmt}): {err}") from None
+    MODEL.update({k: spec[k] for k in ("n_layer", "d_model", "n_head", "context")})
+    config["tokenizer"]["vocab_size"] = V
+    CONTROLS["shuffled"] = False  # a model trained elsewhere has no token-shuffled twin (gate G2: not applicable)
+    return dict(path=str(path), format=fmt, files=files, tokenizer=tok_files, tokenizer_source=info["source"],
+                vocab_size=V, checkpoint_vocab_size=int(spec["vocab_size"]), activation=spec["activation"],
+                ln_eps=spec["ln_eps"], tied=spec["tied"], seed=TRAIN["seeds"][0])
+
+
 def derived_defaults():
     """Defaults that follow other keys, filled only where the user left the key unset."""
     d = MODEL["d_model"]
@@ -130,7 +179,8 @@ def check_config():
         for file in matches:
             if os.path.getsize(file) == 0:
                 problems.append(("corpus.files", f"the file '{file}' is empty"))
-    problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
+    if not CHECKPOINT:  # (a checkpoint is not trained here)
+        problems += budget_problems(TRAIN["tokens"], TRAIN["batch_size"], MODEL["context"])
     meta_path = result_path("tokens_meta")
     meta = None
     if os.path.exists(meta_path):  # a later run: the corpus's size is known, check it before any job
@@ -150,6 +200,10 @@ def check_config():
 
 from corpus_weights.core.input_checks import budget_problems, corpus_problems
 
+# `calibration` (absent or recipe null = off) makes the analysed main models planted ones (docs/calibration.md)
+CALIBRATION = config["calibration"] if "calibration" in config and config["calibration"]["recipe"] else None
+INIT_VARIANTS = list(config["experiments"]["init"])
+CHECKPOINT = checkpoint_setup()
 derived_defaults()
 check_config()
 
@@ -177,7 +231,12 @@ def run_registry():
     extract_weights); all trained runs share the main budget and schedule, so main-vs-control and seed-vs-seed
     differences are never a difference in training. source "file": the weights file is written by another rule
     instead of training (plant_weights: a planted model of the verdict calibration, built from the corpus statistics
-    and its base run, with recipe, base and draw); everything downstream of the weights file treats both alike."""
+    and its base run, with recipe, base and draw); everything downstream of the weights file treats both alike.
+    source "checkpoint" (model.source: checkpoint): the one run "checkpoint", a model trained elsewhere, read by rule
+    import_checkpoint, which also writes its step-0 control (a re-initialisation with the first train seed)."""
+    if CHECKPOINT:
+        return {"checkpoint": dict(data="orig", seed=CHECKPOINT["seed"], tokens=None, init="random",
+                                   source="checkpoint", path=CHECKPOINT["path"], format=CHECKPOINT["format"])}
     runs = {f"orig-s{seed}": dict(data="orig", seed=seed, tokens=TRAIN["tokens"], init="random", source="train")
             for seed in TRAIN["seeds"]}
     if CONTROLS["shuffled"]:
@@ -226,7 +285,11 @@ def intervention_runs():
 def analysed_registry():
     """Every analysed model snapshot as data: label, run, snapshot, role (main | step0 | shuffled); mains first.
     Under `calibration` the main models (main-s<seed>) are the planted runs; step 0 and the shuffled control stay the
-    trained ones, so the gates and verdicts are computed on the planted models through the ordinary metrics rule."""
+    trained ones, so the gates and verdicts are computed on the planted models through the ordinary metrics rule.
+    A checkpoint run: the checkpoint ("checkpoint", main) and its re-initialisation (step0); no shuffled control."""
+    if CHECKPOINT:
+        return [dict(label="checkpoint", run="checkpoint", snap="snapshot_100", role="main"),
+                dict(label="step0", run="checkpoint", snap="snapshot_000", role="step0")]
     trained_mains = [run for run, info in RUNS.items()
                      if info["source"] == "train" and info["data"] == "orig" and info["init"] == "random"]
     mains = runs_from("file") if CALIBRATION else trained_mains
@@ -237,12 +300,12 @@ def analysed_registry():
     return entries
 
 
-# `calibration` (absent or recipe null = off) makes the analysed main models planted ones (docs/calibration.md)
-CALIBRATION = config["calibration"] if "calibration" in config and config["calibration"]["recipe"] else None
-INIT_VARIANTS = list(config["experiments"]["init"])
+# The architecture keys of `model` (what GPTConfig takes besides vocab_size); the other keys say where a model comes from
+MODEL_ARCH = {k: MODEL[k] for k in ("n_layer", "d_model", "n_head", "context")}
 RUNS = run_registry()
 TRAINED = runs_from("train")
 FROM_FILE = runs_from("file")
+CHECKPOINT_RUNS = runs_from("checkpoint")
 INTERVENTION = intervention_runs()
 ANALYSED = analysed_registry()
 
@@ -364,6 +427,11 @@ def corpus_inputs(wildcards):
     return files
 
 
+def own_tokenizer_files():
+    """A checkpoint run's tokenizer files (rule tokenize reads them instead of training one); [] otherwise."""
+    return sorted(CHECKPOINT["tokenizer"].values()) if CHECKPOINT else []
+
+
 def train_tokens(wildcards):
     return result_path("shuffled_tokens" if RUNS[wildcards.run]["data"] == "shuffled" else "train_tokens")
 
@@ -406,6 +474,13 @@ def attention_params():
 
 def align_params():
     return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "map_null_draws", "basis_null_draws", "splits", "seed"]}
+
+
+def checkpoint_params():
+    """What rule import_checkpoint needs to know besides the files: format, seed of the re-initialisation, the
+    vocabulary the tokenizer fixed and whether rows past it may be dropped."""
+    return {k: CHECKPOINT[k] for k in ("path", "format", "seed", "vocab_size", "tokenizer_source")} | {
+        "trim_vocab": bool(MODEL.get("trim_vocab", False))}
 
 
 def trajectory_params():
@@ -467,7 +542,8 @@ def benchmark_jobs():
                        | {(RUNS[run]["base"], snap) for run in FROM_FILE for snap in ("snapshot_000", "snapshot_100")})
     jobs += [("extract_weights", f"{run}.{snap}") for run, snap in extracted]
     jobs += [("plant_weights", run) for run in FROM_FILE]
-    jobs += [("validation_loss", f"{run}.{snap}") for run, snap in snaps if RUNS[run]["source"] == "file"]
+    jobs += [("import_checkpoint", run) for run in CHECKPOINT_RUNS]
+    jobs += [("validation_loss", f"{run}.{snap}") for run, snap in snaps if RUNS[run]["source"] != "train"]
     jobs += [(rule, f"{run}.{snap}") for rule in ("align", "measure", "attention") for run, snap in snaps]
     jobs += [("fit_projections", f"{run}.{snap}.K{k}") for run, snap in snaps for k in ANALYSIS["K"]]
     jobs += [("init_embedding", v) for v in INIT_VARIANTS if v != "random"]
@@ -485,8 +561,12 @@ def analysed_identity(run, snap):
     identity = dict(label=entry["label"] if entry else f"{run}.{snap}", role=entry["role"] if entry else "other",
                     run=run, snapshot=snap, seed=info["seed"], tokens=info["tokens"], data=info["data"],
                     init=info["init"])
-    if info["source"] != "train":  # (a trained run's identity stays what it was before runs could come from files)
+    if info["source"] == "file":  # (a trained run's identity stays what it was before runs could come from files)
         identity.update({k: info[k] for k in ("source", "recipe", "base", "draw")})
+    elif info["source"] == "checkpoint":
+        identity.update(source="checkpoint", path=info["path"], format=info["format"],
+                        weights="re-initialisation (this workflow's init, seed %d)" % info["seed"]
+                        if snap == "snapshot_000" else "the checkpoint")
     return identity
 
 

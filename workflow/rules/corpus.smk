@@ -27,6 +27,7 @@ rule prepare_corpus:
 rule tokenize:
     input:
         text=CORPUS_TEXT,
+        own_tokenizer=own_tokenizer_files(),  # a checkpoint run: the model's tokenizer (else none)
         code=script_code("tokenize"),
     output:
         train=result_path("train_tokens"),
@@ -36,6 +37,7 @@ rule tokenize:
         meta=result_path("tokens_meta"),
     params:
         tokenizer=config["tokenizer"],
+        own_tokenizer=CHECKPOINT["tokenizer"] if CHECKPOINT else None,
         val_fraction=config["corpus"]["val_fraction"],
     log:
         res("logs/tokenize.log"),

@@ -42,7 +42,7 @@ rule validation_loss:
     params:
         eval_tokens=TRAIN["eval_tokens"],
     wildcard_constraints:
-        run=registry_pattern(FROM_FILE),
+        run=registry_pattern(FROM_FILE + CHECKPOINT_RUNS),  # weights from a file or a checkpoint, never trained
     log:
         res("logs/validation_loss/{run}.{snap}.log"),
     benchmark:

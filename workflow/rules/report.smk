@@ -23,6 +23,7 @@ rule metrics:
         config=config,
         config_hash=config_hash(),
         benchmarks=benchmark_jobs(),
+        checkpoint=CHECKPOINT,
     log:
         res("logs/metrics.log"),
     benchmark:

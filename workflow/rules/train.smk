@@ -13,7 +13,7 @@ rule train:
         log=result_path("train_log"),
         summary=result_path("train_summary"),
     params:
-        model=MODEL,
+        model=MODEL_ARCH,
         train=train_params,
         val_fraction=config["corpus"]["val_fraction"],
         # Resume state lives outside the job's outputs so that Snakemake does not delete it when a job fails.

@@ -13,7 +13,8 @@ weights, meta = load_weights_npz(snakemake.input.weights)
 step0, _ = load_weights_npz(snakemake.input.step0)
 corpus = dict(counts=sp.load_npz(snakemake.input.bigrams), pi=np.load(snakemake.input.embeddings)["pi"],
               special=special_token_ids(pd.read_parquet(snakemake.input.vocab)))
-table, summary = attention_model(weights, corpus, int(meta["n_head"]), snakemake.params.attention, step0=step0,
+params = {**snakemake.params.attention, "activation": meta.get("activation", "gelu")}  # a checkpoint's GELU
+table, summary = attention_model(weights, corpus, int(meta["n_head"]), params, step0=step0,
                                  val_ids=np.load(snakemake.input.val))
 table.to_parquet(snakemake.output.table, index=False)
 write_json(summary, snakemake.output.json)

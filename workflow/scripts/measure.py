@@ -21,7 +21,7 @@ else:  # a trained run: the trainer's evaluation at this snapshot's step
     at_step = train_log[train_log["step"] == meta.get("step", -1)]["val_loss"].dropna()
     val_loss = float(at_step.iloc[-1]) if len(at_step) else None
 out = measure_model(weights, corpus, read_json(snakemake.input.ladder), np.load(snakemake.input.val), val_loss,
-                    snakemake.params.measure)
+                    {**snakemake.params.measure, "activation": meta.get("activation", "gelu")})
 out["weight_spectra"].to_parquet(snakemake.output.weight_spectra, index=False)
 summary = {**snakemake.params.identity, "step": meta.get("step"),
            **{k: out[k] for k in ("ladder", "controls", "note_protocol")}}

@@ -1,5 +1,6 @@
 """Entry point of rule metrics: results/<corpus>/<experiment>/metrics.json from the per-model summaries
 (docs/metrics.md)."""
+from corpus_weights.report.gates import gate_status
 from corpus_weights.report.metrics import collect_metrics, load_inputs
 from corpus_weights.core.workflow_io import start_log, write_json
 
@@ -10,4 +11,4 @@ for key in ["train_logs", "train_summaries", "intervention", "trajectories"]:
 metrics = collect_metrics(load_inputs(inputs, dict(snakemake.params)), dict(snakemake.params))
 write_json(metrics, snakemake.output.metrics)
 log.info("metrics written: %d verdicts, gates %s", len(metrics["verdicts"]),
-         {name: gate["passed"] for name, gate in metrics["gates"].items()})
+         {name: gate_status(gate) for name, gate in metrics["gates"].items()})

@@ -8,6 +8,6 @@ from corpus_weights.core.workflow_io import load_weights_npz, start_log, write_j
 log = start_log(snakemake.log[0])
 weights, meta = load_weights_npz(snakemake.input.weights)
 out = validation_loss(weights, np.load(snakemake.input.val), int(meta["n_head"]), int(meta["context"]),
-                      int(snakemake.params.eval_tokens))
+                      int(snakemake.params.eval_tokens), activation=meta.get("activation", "gelu"))
 write_json(out, snakemake.output.json)
 log.info("validation loss %.4f over %d windows of %d tokens", out["val_loss"], out["windows"], out["context"])

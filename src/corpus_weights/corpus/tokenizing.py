@@ -20,6 +20,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 __all__ = [
     "UNK_TOKEN",
     "train_tokenizer",
+    "load_tokenizer",
     "encode",
     "text_blocks",
     "encode_file",
@@ -131,6 +132,28 @@ def train_tokenizer(
     return tok, info
 
 
+def load_tokenizer(files: dict[str, str]) -> tuple[Tokenizer, dict]:
+    """A model's own tokenizer (no training): ``{"tokenizer_json": path}`` (Hugging Face ``tokenizers``) or
+    ``{"vocab": vocab.json, "merges": merges.txt}`` (GPT-2's byte-level BPE: byte-level pre-tokenizer without a
+    prefix space, byte-level decoder, ``<|endoftext|>`` a special token when the vocabulary has it).
+    Returns ``(tokenizer, info)`` like :func:`train_tokenizer` (kind "model's own", the file it came from)."""
+    if "tokenizer_json" in files:
+        tok = Tokenizer.from_file(str(files["tokenizer_json"]))
+        source = str(files["tokenizer_json"])
+    else:
+        from tokenizers import AddedToken, decoders
+
+        tok = Tokenizer(models.BPE.from_file(str(files["vocab"]), str(files["merges"])))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        if tok.token_to_id(GPT2_EOS) is not None:
+            tok.add_special_tokens([AddedToken(GPT2_EOS, special=True)])
+        source = f"{files['vocab']} + {files['merges']}"
+    V = tok.get_vocab_size()
+    return tok, {"requested_vocab_size": V, "vocab_size": V, "shrunk": False, "kind": "model's own",
+                 "source": source}
+
+
 def encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
     """Encode ``text`` to an int32 id array (line breaks act as separators only).
 
@@ -227,10 +250,11 @@ def shuffle_tokens(ids: np.ndarray, seed: int) -> np.ndarray:
     return rng.permutation(np.asarray(ids))
 
 
-SPECIAL_TOKENS = (UNK_TOKEN, "[PAD]")
+GPT2_EOS = "<|endoftext|>"
+SPECIAL_TOKENS = (UNK_TOKEN, "[PAD]", GPT2_EOS)
 
 
 def special_token_ids(vocab: pd.DataFrame) -> list[int]:
-    """Ids of the special tokens (unknown, padding) in a vocabulary table: excluded from token-space statistics,
+    """Ids of the special tokens (unknown, padding; GPT-2's end of text) in a vocabulary table: excluded from token-space statistics,
     since their embeddings carry no corpus meaning."""
     return [int(i) for i in vocab.loc[vocab["token"].isin(SPECIAL_TOKENS), "id"]]

@@ -50,13 +50,15 @@ def measure_model(weights: dict, corpus: dict, ladder: dict, val_ids: np.ndarray
                   params: dict) -> dict:
     """The loss ladder, the positive controls, the note's protocol and the weight spectra of one model.
     corpus: counts (sparse C), E_in, E_out, pi, special (token ids excluded from token-space statistics).
-    params: top_n, freq_bins, permutations, headline_K, seed."""
+    params: top_n, freq_bins, permutations, headline_K, seed; activation (the model's GELU: "gelu", the default,
+    or GPT-2's "gelu_new"; a checkpoint's weights meta says which)."""
     folded = fold_layernorm(weights)
+    activation = params.get("activation", "gelu")
     pi, C, seed = corpus["pi"], corpus["counts"], int(params["seed"])
     top, bins = _top_and_bins(corpus, params)
     return dict(
-        ladder=model_ladder(weights, val_ids, ladder, val_loss),
-        controls=positive_controls(folded, C, pi, top, bins, int(params["permutations"]), seed),
+        ladder=model_ladder(weights, val_ids, ladder, val_loss, activation),
+        controls=positive_controls(folded, C, pi, top, bins, int(params["permutations"]), seed, activation),
         note_protocol=note_protocol_summary(weights, C, corpus["E_in"], corpus["E_out"], pi,
                                             int(params["headline_K"]), int(params["permutations"]), seed),
         weight_spectra=weight_spectra(weights, pi),
@@ -81,7 +83,7 @@ def attention_model(weights: dict, corpus: dict, n_head: int, params: dict, step
         fpr_models=int(params.get("attention_fpr_models", 20)), windows=int(params.get("attention_windows", 32)),
         functional_draws=params.get("attention_functional_draws", 100),
         functional_fpr_models=params.get("attention_functional_fpr_models"), key_bins=int(params["freq_bins"]),
-        label_bins=bins)
+        label_bins=bins, activation=params.get("activation", "gelu"))
     return table, attention_summary(table, calibration)
 
 

@@ -509,10 +509,11 @@ class Functional:
             null.append(self.r_of_probs(probs).reshape(Qf.shape[0], n))
         return r, np.concatenate(null, axis=1)
 
-    def test(self, weights: dict, n_head: int, draws: tuple, heads=None) -> tuple[np.ndarray, np.ndarray]:
+    def test(self, weights: dict, n_head: int, draws: tuple, heads=None,
+             activation: str = "gelu") -> tuple[np.ndarray, np.ndarray]:
         """Observed r and null (rows: the heads, layer-major; all heads or the given indices) of a model: one
         forward pass, then per layer only the heads' scores on the held residual stream."""
-        hs, _, _ = forward_attention(weights, self.windows, n_head)
+        hs, _, _ = forward_attention(weights, self.windows, n_head, activation=activation)
         Q, K, _ = head_weights(weights, n_head)
         heads = np.arange(Q.shape[0]) if heads is None else np.asarray(heads)
         r, null = [], []
@@ -580,7 +581,7 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
                     fpr_models: int = 20, windows: int = 32, functional_draws: int | None = 100,
                     functional_fpr_models: int | None = None, key_bins: int | None = 20, smoothing: float = 1.0,
                     fdr: float = 0.05, label_bins: np.ndarray | None = None,
-                    label_test: bool = True) -> tuple[pd.DataFrame, dict]:
+                    label_test: bool = True, activation: str = "gelu") -> tuple[pd.DataFrame, dict]:
     """Every head of a model (LayerNorm-folded weights) against the null over attention.
 
     Token space always; the functional test when val_ids is given (up to `windows` windows of the model's context;
@@ -621,7 +622,7 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
         f_draws = tuple(G[:functional_draws] for G in draws)
 
         def functional_test(w, heads=None):
-            return null_summary(*fn.test(w, n_head, f_draws, heads), fdr)
+            return null_summary(*fn.test(w, n_head, f_draws, heads, activation), fdr)
 
         main = functional_test(weights)
         cols.update(_functional_columns(main))

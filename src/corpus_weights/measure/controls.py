@@ -75,9 +75,9 @@ def direct_path_logits(weights: dict, top_idx: np.ndarray) -> np.ndarray:
 
 
 def positive_controls(weights: dict, C, pi: np.ndarray, top_idx: np.ndarray, bins: np.ndarray, n_draws: int,
-                      seed: int) -> dict:
+                      seed: int, activation: str = "gelu") -> dict:
     """Bigram check (full one-token forward), unigram check, and the direct-path diagnostic for one model."""
-    logp = log_softmax(one_token_logits(weights, top_idx))[:, top_idx]
+    logp = log_softmax(one_token_logits(weights, top_idx, activation=activation))[:, top_idx]
     full = bigram_check(logp, C, top_idx, pi, bins, n_draws, seed)
     direct = bigram_check(direct_path_logits(weights, top_idx), C, top_idx, pi, None, 0, seed)
     return dict(bigram=full, unigram=unigram_check(logp, top_idx, pi), direct_path_r=direct["r"],

@@ -93,12 +93,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def one_token_logprobs(weights: dict, tokens: np.ndarray) -> np.ndarray:
+def one_token_logprobs(weights: dict, tokens: np.ndarray, activation: str = "gelu") -> np.ndarray:
     """log P_model(next = · | [a]) for each a in tokens: (n, V)."""
-    return log_softmax(one_token_logits(weights, tokens))
+    return log_softmax(one_token_logits(weights, tokens, activation=activation))
 
 
-def position0_cross_entropy(weights: dict, val_ids: np.ndarray, chunk: int = 512) -> float:
+def position0_cross_entropy(weights: dict, val_ids: np.ndarray, chunk: int = 512, activation: str = "gelu") -> float:
     """The model's CE predicting val[i+1] from [val[i]], over every adjacent pair of the validation split.
 
     Each distinct current token is run once (chunks of `chunk` tokens), so the cost is O(#distinct · V · d)."""
@@ -107,7 +107,7 @@ def position0_cross_entropy(weights: dict, val_ids: np.ndarray, chunk: int = 512
     uniq, inv = np.unique(a, return_inverse=True)
     total = 0.0
     for s in range(0, uniq.size, chunk):
-        lp = one_token_logprobs(weights, uniq[s:s + chunk])
+        lp = one_token_logprobs(weights, uniq[s:s + chunk], activation)
         sel = (inv >= s) & (inv < s + chunk)
         total += lp[inv[sel] - s, b[sel]].sum()
     return float(-total / a.size)
@@ -127,7 +127,7 @@ def eval_windows(n_tokens: int, eval_tokens: int, context: int) -> np.ndarray:
 
 
 def validation_loss(weights: dict, val_ids: np.ndarray, n_head: int, context: int, eval_tokens: int,
-                    batch: int = 16) -> dict:
+                    batch: int = 16, activation: str = "gelu") -> dict:
     """The validation loss of a model that was not trained here (weights from a file): mean cross-entropy of every
     target of the trainer's evaluation windows (same offsets, full context), by the float64 numpy forward pass
     (residual_space.forward_logits). The trainer evaluates the same windows in its training dtype (fp32 or bf16
@@ -138,7 +138,7 @@ def validation_loss(weights: dict, val_ids: np.ndarray, n_head: int, context: in
     for s in range(0, starts.size, batch):
         idx = starts[s:s + batch, None] + np.arange(context + 1)[None, :]
         chunk = val_ids[idx]
-        logp = log_softmax(forward_logits(weights, chunk[:, :-1], n_head))
+        logp = log_softmax(forward_logits(weights, chunk[:, :-1], n_head, activation))
         total -= np.take_along_axis(logp, chunk[:, 1:, None], axis=-1).sum()
         n += chunk.shape[0] * context
     return dict(val_loss=float(total / n), windows=int(starts.size), targets=int(n), context=int(context),
@@ -158,9 +158,11 @@ def corpus_ladder(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -
                 bigram_lambda=bigram["lam"], bigram_dev_ce=bigram["dev_ce"], n_val=int(np.asarray(val_ids).size))
 
 
-def model_ladder(weights: dict, val_ids: np.ndarray, corpus: dict, val_loss: float | None) -> dict:
-    """The model's rungs beside the corpus's: CE_pos0, its validation loss and the learned fraction g."""
-    ce0 = position0_cross_entropy(weights, val_ids)
+def model_ladder(weights: dict, val_ids: np.ndarray, corpus: dict, val_loss: float | None,
+                 activation: str = "gelu") -> dict:
+    """The model's rungs beside the corpus's: CE_pos0, its validation loss and the learned fraction g (activation:
+    the model's GELU, "gelu" or GPT-2's "gelu_new")."""
+    ce0 = position0_cross_entropy(weights, val_ids, activation=activation)
     return dict(unigram_ce=corpus["unigram_ce"], bigram_ce=corpus["bigram_ce"], bigram_lambda=corpus["bigram_lambda"],
                 ce_pos0=ce0, val_loss=val_loss,
                 learned_fraction=learned_fraction(corpus["unigram_ce"], corpus["bigram_ce"], ce0),

@@ -220,3 +220,136 @@ def _finish(w: dict[str, np.ndarray], spec: dict) -> tuple[dict[str, np.ndarray]
 def _is_bias(key: str) -> bool:
     tail = key.rsplit(".", 1)[-1]
     return tail.startswith("b_") or tail == "b"
+
+
+# ----------------------------------------------------------------------------- planning a checkpoint run
+
+def _architecture(spec: dict) -> dict:
+    return {k: spec[k] for k in ("vocab_size", "n_layer", "d_model", "n_head", "context", "d_mlp", "activation",
+                                 "ln_eps", "tied")}
+
+
+def read_spec(path: str | Path, fmt: str) -> dict:
+    """The architecture of a checkpoint (vocab_size, n_layer, d_model, n_head, context, d_mlp, activation, ln_eps,
+    tied) without reading its tensors where the format allows (Hugging Face: config.json; corpus-weights: the
+    safetensors header; nanoGPT: model_args of a memory-mapped torch.load). The workflow plans a checkpoint run from
+    it, so every error here comes before any job."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise CheckpointError(f"model.format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt == "hf":
+        config_file = path / "config.json"
+        if not path.is_dir() or not config_file.is_file():
+            raise CheckpointError(f"model.path {path}: format 'hf' expects a Hugging Face model folder with "
+                                  f"config.json and model.safetensors")
+        cfg = json.loads(config_file.read_text())
+        if cfg.get("model_type") != "gpt2":
+            raise CheckpointError(f"{config_file}: model_type {cfg.get('model_type')!r}; only GPT-2-family models "
+                                  f"(model_type 'gpt2') are read")
+        _hf_state_files(path)
+        activation = ACTIVATIONS.get(cfg.get("activation_function", "gelu_new"))
+        if activation is None:
+            raise CheckpointError(f"{config_file}: activation_function {cfg.get('activation_function')!r} is not one "
+                                  f"of gelu, gelu_new, gelu_pytorch_tanh")
+        d = int(cfg["n_embd"])
+        return dict(vocab_size=int(cfg["vocab_size"]), n_layer=int(cfg["n_layer"]), d_model=d,
+                    n_head=int(cfg["n_head"]), context=int(cfg.get("n_positions") or cfg.get("n_ctx")),
+                    d_mlp=int(cfg.get("n_inner") or 4 * d), activation=activation,
+                    ln_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
+                    tied=bool(cfg.get("tie_word_embeddings", True)))
+    if fmt == "corpus-weights":
+        from .weights import read_safetensors_config
+
+        if not path.is_file() or path.suffix != ".safetensors":
+            raise CheckpointError(f"model.path {path}: format 'corpus-weights' expects a .safetensors model written "
+                                  f"by rule train (results/<corpus>/<experiment>/train/<run>/final.safetensors)")
+        cfg = read_safetensors_config(path).to_dict()
+        return dict(cfg, d_mlp=4 * cfg["d_model"], activation="gelu", ln_eps=1e-5, tied=True)
+    weights, spec = read_nanogpt(path)  # nanoGPT: model_args and the head's tying need the state dict
+    return _architecture(spec)
+
+
+def _hf_state_files(folder: Path) -> list[Path]:
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        return [index] + [folder / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    _hf_state(folder)  # raises, saying what is there instead
+    return []
+
+
+def checkpoint_files(path: str | Path, fmt: str) -> list[str]:
+    """The files a checkpoint consists of (the inputs of the rule that reads it: editing one reruns the analysis)."""
+    path = Path(path)
+    if fmt == "hf":
+        return [str(path / "config.json")] + [str(p) for p in _hf_state_files(path)]
+    return [str(path)]
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
+
+
+def tokenizer_files(path: str | Path, fmt: str, override: str | Path | None = None) -> dict[str, str]:
+    """The model's own tokenizer: `override` (model.tokenizer: a tokenizer.json, or a folder holding one of the
+    pairs below) or, next to the checkpoint (in its folder for 'hf', beside the file otherwise), a Hugging Face
+    ``tokenizer.json`` or GPT-2's ``vocab.json`` + ``merges.txt``. Returns {"tokenizer_json": …} or
+    {"vocab": …, "merges": …}."""
+    path = Path(path)
+    if override is not None:
+        where = Path(override)
+        if where.is_file():
+            return {"tokenizer_json": str(where)}
+        if not where.is_dir():
+            raise CheckpointError(f"model.tokenizer {where}: not found (a tokenizer.json, or a folder with "
+                                  f"tokenizer.json or vocab.json + merges.txt)")
+    else:
+        where = path if fmt == "hf" else path.parent
+    if (where / "tokenizer.json").is_file():
+        return {"tokenizer_json": str(where / "tokenizer.json")}
+    if (where / "vocab.json").is_file() and (where / "merges.txt").is_file():
+        return {"vocab": str(where / "vocab.json"), "merges": str(where / "merges.txt")}
+    raise CheckpointError(f"{where}: no tokenizer of the model (expected tokenizer.json, or vocab.json and merges.txt; "
+                          f"model.tokenizer names one elsewhere). The corpus must be tokenized with the model's own "
+                          f"tokenizer: a model's ids mean nothing under another vocabulary")
+
+
+def check_vocabulary(spec: dict, tokenizer_size: int, trim: bool, where: str) -> int:
+    """The vocabulary the analysis uses: the tokenizer's size, which must equal the checkpoint's (or, with
+    model.trim_vocab, be smaller: rows past it are padding, as nanoGPT's 50,304 for GPT-2's 50,257)."""
+    V = int(spec["vocab_size"])
+    if tokenizer_size == V:
+        return V
+    if tokenizer_size < V and trim:
+        return tokenizer_size
+    hint = (" If the checkpoint's extra rows are padding (nanoGPT pads GPT-2's 50,257 to 50,304), set "
+            "model.trim_vocab: true to analyse the first rows only." if tokenizer_size < V else "")
+    raise CheckpointError(f"vocabulary mismatch: the tokenizer ({where}) has {tokenizer_size:,} tokens, the "
+                          f"checkpoint {V:,} embedding rows.{hint}")
+
+
+def trim_vocabulary(weights: dict[str, np.ndarray], V: int) -> dict[str, np.ndarray]:
+    """The first V rows of W_E (and of an untied W_U): the tokens the tokenizer can produce."""
+    out = dict(weights)
+    for key in ("W_E", "W_U"):
+        if key in out:
+            out[key] = np.ascontiguousarray(out[key][:V])
+    return out
+
+
+def reinitialised_weights(spec: dict, seed: int) -> dict[str, np.ndarray]:
+    """The step-0 control of a checkpoint run: this project's initialisation of the same architecture (every matrix
+    as rule train draws it with this seed: bit for bit the step-0 snapshot of a run trained here; biases 0 and
+    LayerNorm gains 1, as GPT-2 initialises them; W_U tied). The checkpoint's own initial weights are unknown, so ΔW
+    of a checkpoint run is measured against this re-initialisation."""
+    import torch
+
+    from .gpt import GPT, GPTConfig
+    from .weights import extract_weights
+
+    if int(spec.get("d_mlp", 4 * spec["d_model"])) != 4 * int(spec["d_model"]):
+        raise CheckpointError(f"MLP width {spec['d_mlp']} ≠ 4 · d_model: the re-initialised step-0 control needs the "
+                              f"GPT-2 shape (n_inner = 4 · n_embd)")
+    cfg = GPTConfig(**{k: int(spec[k]) for k in ("vocab_size", "n_layer", "d_model", "n_head", "context")})
+    torch.manual_seed(int(seed))
+    return extract_weights(GPT(cfg), cfg)

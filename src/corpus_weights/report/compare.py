@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from .gates import gate_status
 from .verdicts import fmt
 from ..core.workflow_io import read_json, write_text
 
@@ -71,7 +72,8 @@ def comparison_rows(experiments: dict[str, dict]) -> list[dict]:
         row = {"": f"gate {g}"}
         for n in names:
             gate = experiments[n]["gates"].get(g)
-            row[n] = "—" if gate is None else ("pass" if gate["passed"] else f"FAIL: {gate['reason']}")
+            row[n] = ("—" if gate is None else f"FAIL: {gate['reason']}" if gate["passed"] is False
+                      else gate_status(gate))
         rows.append(row)
     claims: dict[str, str] = {}
     for m in experiments.values():

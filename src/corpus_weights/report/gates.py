@@ -7,6 +7,10 @@ G2 bigram control   every main model: bigram-check z > 5 with r > 0.05; the shuf
 G3 map              every main model: the vocabulary map's held-out R² beats its label-permutation null (p < 0.01);
 G4 seeds            ≥ 2 main seeds, all trained on the same token budget (needed for any ± sd).
 A verdict that depends on a failing gate is withheld, with the gate named (see verdicts.py).
+
+A model trained elsewhere (role main, source "checkpoint") has no token-shuffled twin and no second seed: G2's
+shuffled part and G4 are *not applicable* there — neither passed nor failed (G4's `passed` is None, G2 is decided
+on its main and step-0 parts, its `not_applicable` names the shuffled part) — and :func:`gate_status` says so.
 """
 from __future__ import annotations
 
@@ -14,8 +18,26 @@ from ..core.decision_rules import GATE_THRESHOLDS as THRESHOLDS, trained_enough
 from ..core.ids import Role
 
 
+NOT_APPLICABLE = "not applicable"
+NO_SHUFFLED_TWIN = ("not applicable: the model was trained elsewhere, so no model of the same architecture was "
+                    "trained on the token-shuffled corpus")
+
+
 def _role(models: list[dict], role: str) -> list[dict]:
     return [m for m in models if m["role"] == role]
+
+
+def from_checkpoint(models: list[dict]) -> bool:
+    """The main models are a checkpoint trained elsewhere (model.source: checkpoint)."""
+    mains = _role(models, Role.MAIN)
+    return bool(mains) and all(m.get("source") == "checkpoint" for m in mains)
+
+
+def gate_status(gate: dict) -> str:
+    """'pass', 'FAIL' or 'not applicable' (a gate whose `passed` is None)."""
+    if gate.get("passed") is None:
+        return NOT_APPLICABLE
+    return "pass" if gate["passed"] else "FAIL"
 
 
 def gate_trained(models: list[dict], t=THRESHOLDS) -> dict:
@@ -57,13 +79,21 @@ def gate_bigram_control(models: list[dict], t=THRESHOLDS) -> dict:
         if not row["ok"]:
             problems.append(f"{m['label']} ({m['role']})")
     roles = {r["role"] for r in rows}
-    missing = [r for r in (Role.MAIN, Role.SHUFFLED, Role.STEP0) if r not in roles]
+    not_applicable = []
+    if from_checkpoint(models) and Role.SHUFFLED not in roles:
+        not_applicable.append(Role.SHUFFLED)
+        rows.append(dict(model=Role.SHUFFLED, role=Role.SHUFFLED, bigram_r=None, bigram_z=None, unigram_r=None,
+                         unigram_z=None, ok=None, note=NO_SHUFFLED_TWIN))
+    missing = [r for r in (Role.MAIN, Role.SHUFFLED, Role.STEP0) if r not in roles and r not in not_applicable]
     ok = not problems and not missing
     reason = None if ok else ("bigram control failed for " + ", ".join(problems) if problems
                               else "missing control(s): " + ", ".join(missing))
+    shuffled_rule = ("shuffled: " + NOT_APPLICABLE + " (a checkpoint trained elsewhere)" if not_applicable
+                     else f"shuffled |z| < {t['max_null_abs_z']}")
     return dict(name="G2", title="bigram control", passed=ok, values=rows, reason=reason,
-                rule=f"main z > {t['min_control_z']} and r > {t['min_control_r']}; shuffled |z| < "
-                     f"{t['max_null_abs_z']}; step 0 |z| < {t['max_null_abs_z']} (bigram and unigram)")
+                not_applicable=not_applicable,
+                rule=f"main z > {t['min_control_z']} and r > {t['min_control_r']}; {shuffled_rule}; "
+                     f"step 0 |z| < {t['max_null_abs_z']} (bigram and unigram)")
 
 
 def gate_map(models: list[dict], t=THRESHOLDS) -> dict:
@@ -85,6 +115,11 @@ def gate_map(models: list[dict], t=THRESHOLDS) -> dict:
 
 def gate_seeds(models: list[dict], t=THRESHOLDS) -> dict:
     mains = _role(models, Role.MAIN)
+    if from_checkpoint(models):
+        return dict(name="G4", title="seeds", passed=None, reason=None,
+                    values=[dict(seeds=[], token_budgets=[], ok=None)],
+                    rule=f"{NOT_APPLICABLE}: one checkpoint trained elsewhere has no second seed; every ± of its "
+                         f"report spans null draws or fit/test splits, none spans seeds")
     budgets = sorted({m["tokens"] for m in mains})
     ok = len(mains) >= t["min_seeds"] and len(budgets) == 1
     reason = None

@@ -91,8 +91,10 @@ def model_metrics(res: dict, K: int) -> dict:
         "corpus_basis_test": corpus_basis_test(proj, K),
         "attention": res["attention_summary"],
     }
+    origin = {k: summ[k] for k in ("source", "path", "format", "weights") if k in summ}  # (not trained here)
     return {"label": summ["label"], "role": summ["role"], "seed": summ["seed"], "run": summ["run"],
-            "tokens": summ["tokens"], "corrected": corrected, "note_protocol": note_protocol_metrics(summ, proj, K)}
+            "tokens": summ["tokens"], **origin, "corrected": corrected,
+            "note_protocol": note_protocol_metrics(summ, proj, K)}
 
 
 def note_protocol_metrics(summ: dict, proj: pd.DataFrame, K: int) -> dict:
@@ -225,6 +227,14 @@ def run_card(data: dict, params: dict) -> tuple[dict, dict]:
               "trajectory_draws": cfg["analysis"].get("trajectory_draws"),
               "patience": cfg["train"].get("patience"),
               "config_hash": params.get("config_hash")}
+    ckpt = params.get("checkpoint")
+    if ckpt:  # model.source: checkpoint — where the analysed model came from
+        config["checkpoint"] = {"path": ckpt["path"], "format": ckpt["format"], "activation": ckpt["activation"],
+                                "tied": ckpt["tied"], "tokenizer": ckpt["tokenizer_source"],
+                                "vocab_size": ckpt["vocab_size"], "checkpoint_vocab_size": ckpt["checkpoint_vocab_size"],
+                                "reinit_seed": ckpt["seed"]}
+        config["train_tokens"] = None
+        config["seeds"] = []
     corpus = {"name": cfg["corpus"]["name"], "n_words": manifest.get("n_words"), "n_chars": manifest.get("n_chars"),
               "n_tokens": meta.get("n_tokens"), "n_train": meta.get("n_train"), "n_val": meta.get("n_val"),
               "sha256": manifest.get("sha256")}
@@ -256,7 +266,7 @@ def collect_metrics(data: dict, params: dict) -> dict:
     """metrics.json (docs/metrics.md): per-model metrics, gates, seed statistics, verdicts, run times."""
     K, d, main_label, results = data["K"], data["d"], data["main_label"], data["results"]
     models = {lab: model_metrics(res, K) for lab, res in results.items()}
-    gate_inputs = [dict(label=lab, role=mm["role"], seed=mm["seed"], tokens=mm["tokens"],
+    gate_inputs = [dict(label=lab, role=mm["role"], seed=mm["seed"], tokens=mm["tokens"], source=mm.get("source"),
                         ladder=mm["corrected"]["ladder"], controls=mm["corrected"]["positive_control"],
                         alignment=results[lab]["alignment"]) for lab, mm in models.items()]
     config, corpus = run_card(data, params)

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from . import report_tables as tables  # noqa: E402
 from ..core.ids import Basis, Pooled  # noqa: E402
+from .gates import gate_status  # noqa: E402
 from .metrics import collect_metrics, load_inputs  # noqa: E402
 from ..core.note_values import NOTE  # noqa: E402
 from .report_tables import html_table as _table  # noqa: E402
@@ -273,13 +274,16 @@ def _gate_summary(g: dict) -> str:
         return "; ".join(f"{r['model']}: val {f(r['val_loss'])} vs unigram {f(r['unigram_ce'])}, g = "
                          f"{f(r['learned_fraction'], 2)}" for r in v)
     if g["name"] == "G2":
-        return "; ".join(f"{r['model']}: bigram z = {f(r['bigram_z'], 1)}" + (
+        return "; ".join(f"{r['model']}: not applicable (trained elsewhere, no shuffled twin)" if r.get("ok") is None
+                         else f"{r['model']}: bigram z = {f(r['bigram_z'], 1)}" + (
             f", unigram z = {f(r['unigram_z'], 1)}" if r["role"] == "step0" else "") for r in v)
     if g["name"] == "G3":
         return "; ".join(f"{r['model']}: R² {f(r['heldout_r2'])}"
                          + (f" (± {f(r['heldout_r2_split_sd'])} over fit/test splits)"
                             if r.get("heldout_r2_split_sd") is not None else "")
                          + f" vs null {f(r['null_mean'])} (max {f(r['null_max'])}), p = {f(r['p'])}" for r in v)
+    if g["passed"] is None:
+        return "one checkpoint, no seeds"
     return "; ".join(f"seeds {', '.join(str(x) for x in r['seeds'])} at {', '.join(f(x) for x in r['token_budgets'])}"
                      f" tokens" for r in v)
 
@@ -295,21 +299,25 @@ GATE_ADVICE = {
 
 
 def _gate_rows(gates: dict) -> list[dict]:
-    return [{"gate": f"{g['name']} {g['title']}", "status": "pass" if g["passed"] else "FAIL",
+    return [{"gate": f"{g['name']} {g['title']}", "status": gate_status(g),
              "condition": g["rule"], "values": _gate_summary(g),
              "last half of training": {True: "still moving", False: "settled", None: "unknown"}[g.get("still_moving")]
              if "still_moving_text" in g else "—",
-             "what to change": "" if g["passed"] else GATE_ADVICE.get(g["name"], "")} for g in gates.values()]
+             "what to change": GATE_ADVICE.get(g["name"], "") if g["passed"] is False else ""}
+            for g in gates.values()]
+
+
+STATUS_CLASS = {"pass": "pass", "FAIL": "fail", "not applicable": "na"}
 
 
 def gate_table(gates: dict) -> str:
     """The gate panel: pass / FAIL coloured, and for a failing gate what to change."""
     rows = _gate_rows(gates)
-    if all(r["status"] == "pass" for r in rows):
+    if all(r["status"] != "FAIL" for r in rows):
         rows = [{k: v for k, v in r.items() if k != "what to change"} for r in rows]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"pass" if r["status"] == "pass" else "fail"}">{html.escape(v)}</td>'
+        "<tr>" + "".join(f'<td class="{STATUS_CLASS.get(r["status"], "fail")}">{html.escape(v)}</td>'
                          if c == "status" else f"<td>{html.escape(str(v))}</td>" for c, v in r.items()) + "</tr>"
         for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

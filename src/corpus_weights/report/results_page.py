@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .gates import gate_status
 from .verdicts import fmt, pm as _pm
 from ..core.workflow_io import read_json
 
@@ -112,7 +113,7 @@ def experiment_markdown(metrics: dict, wall_time: str | None = None, title: str 
     for g in metrics["gates"].values():
         moving = {True: "still moving", False: "settled", None: "unknown"}[g.get("still_moving")] \
             if "still_moving_text" in g else "—"
-        status = "pass" if g["passed"] else f"FAIL — {g['reason']}"
+        status = f"FAIL — {g['reason']}" if g["passed"] is False else gate_status(g)
         lines.append(f"| {g['name']} {g['title']} | {_cell(status)} | {_cell(g['rule'])} | {moving} |")
     lines += ["", "## Verdicts", "", "| claim | conclusion | the number (note's protocol) | statistic | along training |",
               "|---|---|---|---|---|"]

@@ -76,7 +76,7 @@ def seeds_text(n: int) -> str:
 
 
 def withheld_reason(claim: str, gates: dict) -> str | None:
-    failed = [g for g in CLAIM_GATES[claim] if not gates[g]["passed"]]
+    failed = [g for g in CLAIM_GATES[claim] if gates[g]["passed"] is False]  # (None: not applicable)
     if not failed:
         return None
     return "; ".join(f"{g} — {gates[g]['reason']}" for g in failed)
