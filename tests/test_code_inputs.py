@@ -17,7 +17,7 @@ from pathlib import Path
 from workflow_helpers import REPO, make_workdir, snakemake
 
 # intervention on (rules init_embedding, intervention); with calibration on too (plant_weights, validation_loss)
-# every rule of the workflow is in the DAG of results/report.html
+# every rule of the workflow but import_checkpoint is in the DAG of results/report.html (a checkpoint run's DAG has it)
 INTERVENTION = {"experiments": {"init": ["random", "corpus"]}}
 EVERY_RULE = {**INTERVENTION, "calibration": {"recipe": "corpus_span"}}
 TARGET = "results/report.html"
@@ -62,9 +62,9 @@ def imported_library_files(script: Path, library: Path) -> set[Path]:
             if (name == PACKAGE or name.startswith(PACKAGE + ".")) and m.__file__}
 
 
-def dry_run_jobs(workdir: Path, env: dict, *args: str) -> list[dict]:
+def dry_run_jobs(workdir: Path, env: dict, *args: str, configfile="config/test.yaml") -> list[dict]:
     """Every planned job of a dry run: rule, input files, reason."""
-    proc = snakemake(workdir, TARGET, "-n", *args, env=env, timeout=300)
+    proc = snakemake(workdir, TARGET, "-n", *args, env=env, timeout=300, configfile=configfile)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = []
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -92,12 +92,32 @@ def downstream_closure(rules: set[str], edges: set[tuple[str, str]]) -> set[str]
     return closed
 
 
+def checkpoint_config(workdir: Path) -> list[str]:
+    """Config files of a checkpoint run (rule import_checkpoint is planned only there, and a checkpoint run trains
+    nothing): a model in this workflow's own format with the tiny corpus's tokenizer beside it."""
+    import yaml
+
+    from corpus_weights.corpus.tokenizing import text_blocks, train_tokenizer
+    from corpus_weights.model.gpt import GPT, GPTConfig
+    from corpus_weights.model.weights import save_model_safetensors
+
+    tok, info = train_tokenizer(text_blocks(workdir / "tests/data/tiny_corpus.txt"), "word", 300)
+    (workdir / "ckpt").mkdir()
+    tok.save(str(workdir / "ckpt" / "tokenizer.json"))
+    save_model_safetensors(GPT(GPTConfig(vocab_size=info["vocab_size"], n_layer=1, d_model=16, n_head=2, context=8)),
+                           workdir / "ckpt" / "model.safetensors")
+    (workdir / "config" / "ckpt.yaml").write_text(yaml.safe_dump(
+        {"experiment": "ckpt", "model": {"source": "checkpoint", "path": "ckpt/model.safetensors",
+                                         "format": "corpus-weights"}}))
+    return ["config/tiny.yaml", "config/ckpt.yaml"]
+
+
 def test_every_rule_declares_exactly_what_its_script_imports(tmp_path):
     workdir, env = workdir_with_library(tmp_path / "wd", EVERY_RULE)
     library = workdir / "src" / PACKAGE
     scripts = rule_scripts(workdir)
-    jobs = dry_run_jobs(workdir, env)
-    assert {job["rule"] for job in jobs} == set(scripts), "every rule must be in this DAG to be checked"
+    jobs = dry_run_jobs(workdir, env) + dry_run_jobs(workdir, env, configfile=checkpoint_config(workdir))
+    assert {job["rule"] for job in jobs} == set(scripts), "every rule must be in these DAGs to be checked"
     declared_data = set()
     for job in jobs:
         declared = {Path(f).resolve() for f in job["input"] if Path(f).is_absolute()}

@@ -79,3 +79,38 @@ def test_a_gate_ignores_the_models_it_must_not_look_at(label, change):
     change(next(m for m in models if m["label"] == label))
     gates = evaluate_gates(models)
     assert all(g["passed"] for g in gates.values()), {k: g["reason"] for k, g in gates.items() if not g["passed"]}
+
+
+def checkpoint_models():
+    """A checkpoint run: one main model trained elsewhere and its re-initialised step 0; no shuffled twin."""
+    main = model("checkpoint", "main", tokens=None)
+    main["source"] = "checkpoint"
+    return [main, model("step0", "step0", tokens=None, z=0.4, r=0.0)]
+
+
+def test_a_checkpoint_has_g2s_shuffled_part_and_g4_not_applicable_neither_passed_nor_failed():
+    from corpus_weights.report.gates import gate_status
+
+    gates = evaluate_gates(checkpoint_models())
+    assert gates["G2"]["passed"] is True and gates["G2"]["not_applicable"] == ["shuffled"]
+    assert [r["ok"] for r in gates["G2"]["values"] if r["role"] == "shuffled"] == [None]
+    assert gates["G4"]["passed"] is None and gate_status(gates["G4"]) == "not applicable"
+    assert gates["G1"]["passed"] and gates["G3"]["passed"]
+
+
+@pytest.mark.parametrize("index, change", [(0, lambda m: m["controls"]["bigram"].update(z=2.0)),
+                                           (1, lambda m: m["controls"]["unigram"].update(z=5.0))])
+def test_a_checkpoint_still_fails_g2_on_its_main_or_step0_part(index, change):
+    models = checkpoint_models()
+    change(models[index])
+    gates = evaluate_gates(models)
+    assert gates["G2"]["passed"] is False and models[index]["label"] in gates["G2"]["reason"]
+
+
+def test_a_trained_run_without_its_shuffled_control_still_fails_g2():
+    """Not applicable only for a model trained elsewhere: a missing control of a trained run is a failure."""
+    models = [m for m in passing_models() if m["role"] != "shuffled"]
+    models[1]["source"] = "checkpoint"  # one of two mains: the run is not a checkpoint run
+    gates = evaluate_gates(models)
+    assert gates["G2"]["passed"] is False and "shuffled" in gates["G2"]["reason"]
+    assert gates["G4"]["passed"] is True

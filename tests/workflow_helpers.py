@@ -42,10 +42,12 @@ def write_config(workdir: Path, cfg_overrides: dict, name: str = "test.yaml") ->
     (workdir / "config" / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str | None = "config/test.yaml",
+def snakemake(workdir: Path, *args: str, timeout: int = 900, configfile: str | list | None = "config/test.yaml",
               env: dict | None = None) -> subprocess.CompletedProcess:
-    # --configfile takes several values: keep it last so that it cannot swallow a target (None: add none).
-    cmd = [SNAKEMAKE, *args] + (["--configfile", configfile] if configfile else [])
+    # --configfile takes several values (a list: merged in that order): keep it last so that it cannot swallow a
+    # target (None: add none).
+    files = [configfile] if isinstance(configfile, str) else list(configfile or [])
+    cmd = [SNAKEMAKE, *args] + (["--configfile", *files] if files else [])
     full_env = dict(os.environ, **(env or {}))
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=full_env)
