@@ -57,11 +57,12 @@ def _differences(a: dict, b: dict, tol: float, skip=()) -> list:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The tiny workflow, one seed and no shuffled control (the numbers compared are per model), trained in float32
+    """The tiny workflow, one seed, no shuffled control, one K (the numbers compared are per model), trained in float32
     (so the trainer's evaluation and the numpy one agree to float32 rounding); then orig-s0 exported to the Hugging
     Face format with the run's tokenizer."""
     wd = make_workdir(tmp_path_factory.mktemp("checkpoint-run"),
-                      {"train": {"seeds": [0], "dtype": "float32"}, "controls": {"shuffled": False}})
+                      {"train": {"seeds": [0], "dtype": "float32", "snapshots": [0.0, 1.0]},
+                       "controls": {"shuffled": False}, "analysis": {"K": [8]}})
     proc = snakemake(wd, "--cores", "2", "results/report.html")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     export_hf(wd / f"{T}/default/train/orig-s0/snapshot_100.safetensors", wd / "exported",

@@ -63,11 +63,39 @@ def test_documented_command_works(doc, command, tmp_path):
     assert argv[0].endswith("snakemake"), f"{doc}: a command the test does not know how to run: {command}"
     workdir = make_workdir(tmp_path / "w", base_config="config/config.yaml")
     (workdir / "my.yaml").write_text("train:\n  tokens: 100000\n")  # the README's "your settings" file
+    if "my_model.yaml" in command:  # the README's "Analyse your own model": its config block and the model it names
+        write_checkpoint_example(doc, workdir)
     args = argv[1:]
     if "-n" not in args and "--dry-run" not in args:
         args = ["-n", *args]
     proc = snakemake(workdir, *args, configfile=None, timeout=300)
     assert proc.returncode == 0, f"{doc}: `{command}` failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+
+
+def write_checkpoint_example(doc: str, workdir: Path) -> None:
+    """my_model.yaml as the README's yaml block writes it, and at its model.path a small Hugging Face folder (an
+    export of a model of this workflow) with a tokenizer of the model's size: the dry run plans the checkpoint run
+    exactly as written."""
+    import torch
+    import yaml
+
+    from corpus_weights.corpus.tokenizing import text_blocks, train_tokenizer
+    from corpus_weights.model.export import export_hf
+    from corpus_weights.model.gpt import GPT, GPTConfig
+    from corpus_weights.model.weights import save_model_safetensors
+
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", (REPO / doc).read_text(), flags=re.S)
+                 if "# my_model.yaml" in b)
+    (workdir / "my_model.yaml").write_text(block)
+    cfg = yaml.safe_load(block)
+    tok, info = train_tokenizer(text_blocks(REPO / "tests/data/tiny_corpus.txt"), "word", 300)
+    torch.manual_seed(0)
+    model_file = workdir / "own.safetensors"
+    # d = 96 as the default run's, so that the default analysis.K fits (K < d is checked for a checkpoint too)
+    save_model_safetensors(GPT(GPTConfig(vocab_size=info["vocab_size"], n_layer=1, d_model=96, n_head=4, context=8)),
+                           model_file)
+    folder = export_hf(model_file, workdir / cfg["model"]["path"])
+    tok.save(str(folder / "tokenizer.json"))
 
 
 def run_export(argv: list[str], workdir: Path) -> None:
