@@ -468,8 +468,11 @@ def measure_params():
 
 
 def attention_params():
-    return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed", "attention_fpr_models",
-                                     "attention_windows", "attention_functional_draws"]}
+    params = {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed", "attention_fpr_models",
+                                       "attention_windows", "attention_functional_draws"]}
+    if ANALYSIS["attention_functional_fpr_models"] is not None:  # (unset: all; the params stay what they were)
+        params["attention_functional_fpr_models"] = ANALYSIS["attention_functional_fpr_models"]
+    return params
 
 
 def align_params():
