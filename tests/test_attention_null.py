@@ -356,3 +356,22 @@ def test_summary_reads_the_direction_relative_to_the_null_not_the_sign_of_r():
     assert (s["token_space"]["positive"], s["token_space"]["negative"], s["token_space"]["significant"]) == (1, 1, 2)
     assert (s["significant_positive"], s["significant_negative"], s["significant_bh"]) == (1, 1, 2)
     assert s["mean_r_by_layer"] == [0.035, -0.01] and s["max_z"] == 5.0 and s["functional"]["significant"] is None
+
+
+def test_functional_windows_of_the_first_positions_are_the_shorter_contexts_test(corpus):
+    """attention_window_tokens = 8 on a context of 16 reads every window's first 8 positions: causal attention there
+    ignores later tokens, so it is the test of the same model cut to a context of 8 (W_pos's first 8 rows), number
+    for number; and it is not the full-context test."""
+    rng = np.random.default_rng(12)
+    w = fold_layernorm(random_model(rng, corpus["W_E"], pos_scale=0.3))
+    short = dict(w, W_pos=w["W_pos"][:8])
+    c = dict(counts=corpus["C"], pi=corpus["pi"], special=[])
+    params = dict(top_n=100, freq_bins=4, permutations=50, seed=0, attention_fpr_models=3, attention_windows=8,
+                  attention_functional_fpr_models=2, attention_functional_draws=50)
+    cut, s_cut = attention_model(w, c, H, dict(params, attention_window_tokens=8), val_ids=corpus["text"])
+    ref, s_ref = attention_model(short, c, H, params, val_ids=corpus["text"])
+    full, _ = attention_model(w, c, H, params, val_ids=corpus["text"])
+    np.testing.assert_allclose(cut["functional_r"], ref["functional_r"], rtol=1e-10)
+    np.testing.assert_allclose(cut["functional_z"], ref["functional_z"], rtol=1e-6)
+    assert s_cut["functional"]["n_pairs"] == s_ref["functional"]["n_pairs"] == 8 * 8 * 7 // 2
+    assert not np.allclose(cut["functional_r"], full["functional_r"])

@@ -154,6 +154,8 @@ def derived_defaults():
     d = MODEL["d_model"]
     if ANALYSIS.get("top_n") is None:
         ANALYSIS["top_n"] = min(2000, config["tokenizer"]["vocab_size"])
+    if ANALYSIS.get("attention_window_tokens") is None:
+        ANALYSIS["attention_window_tokens"] = min(MODEL["context"], 128)
     if ANALYSIS.get("headline_K") is None:
         ANALYSIS["headline_K"] = min((k for k in ANALYSIS["K"] if k < d), key=lambda k: (abs(k - d / 8), k),
                                      default=ANALYSIS["K"][0])
@@ -170,6 +172,9 @@ def check_config():
             problems.append(("analysis.K", f"K={k} must be smaller than model.d_model={d}"))
     if ANALYSIS["headline_K"] not in ANALYSIS["K"]:
         problems.append(("analysis.headline_K", f"{ANALYSIS['headline_K']} must be one of analysis.K={ANALYSIS['K']}"))
+    if ANALYSIS["attention_window_tokens"] > MODEL["context"]:
+        problems.append(("analysis.attention_window_tokens", f"{ANALYSIS['attention_window_tokens']} must not exceed "
+                                                             f"model.context={MODEL['context']}"))
     if ANALYSIS["top_n"] > config["tokenizer"]["vocab_size"]:
         problems.append(("analysis.top_n", "must not exceed tokenizer.vocab_size"))
     for pattern in config["corpus"]["files"]:
@@ -470,6 +475,8 @@ def measure_params():
 def attention_params():
     params = {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "seed", "attention_fpr_models",
                                        "attention_windows", "attention_functional_draws"]}
+    if ANALYSIS["attention_window_tokens"] < MODEL["context"]:  # (the whole context: the params stay what they were)
+        params["attention_window_tokens"] = ANALYSIS["attention_window_tokens"]
     if ANALYSIS["attention_functional_fpr_models"] is not None:  # (unset: all; the params stay what they were)
         params["attention_functional_fpr_models"] = ANALYSIS["attention_functional_fpr_models"]
     return params

@@ -83,7 +83,7 @@ def attention_model(weights: dict, corpus: dict, n_head: int, params: dict, step
         fpr_models=int(params.get("attention_fpr_models", 20)), windows=int(params.get("attention_windows", 32)),
         functional_draws=params.get("attention_functional_draws", 100),
         functional_fpr_models=params.get("attention_functional_fpr_models"), key_bins=int(params["freq_bins"]),
-        label_bins=bins, activation=params.get("activation", "gelu"))
+        label_bins=bins, activation=params.get("activation", "gelu"), window_tokens=params.get("attention_window_tokens"))
     return table, attention_summary(table, calibration)
 
 

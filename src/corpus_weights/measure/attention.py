@@ -581,10 +581,13 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
                     fpr_models: int = 20, windows: int = 32, functional_draws: int | None = 100,
                     functional_fpr_models: int | None = None, key_bins: int | None = 20, smoothing: float = 1.0,
                     fdr: float = 0.05, label_bins: np.ndarray | None = None,
-                    label_test: bool = True, activation: str = "gelu") -> tuple[pd.DataFrame, dict]:
+                    label_test: bool = True, activation: str = "gelu",
+                    window_tokens: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Every head of a model (LayerNorm-folded weights) against the null over attention.
 
-    Token space always; the functional test when val_ids is given (up to `windows` windows of the model's context;
+    Token space always; the functional test when val_ids is given (up to `windows` windows of the model's context,
+    or of its first window_tokens positions when given: causal attention there does not depend on later tokens, and
+    the pairs grow as the square of the window, so a 1,024-token GPT-2 context is read in windows of 128;
     the first functional_draws of the same rotations (None: all); per-key-group means removed too, the groups being
     key_bins log-frequency strata of the key token, as double-centring removes the key's column effect in token
     space; None: per-query and per-distance means only). step0: the same run's folded step-0 weights,
@@ -617,7 +620,9 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
         cols.update(r_step0_qk=s0["r"], step0_qk_z=s0["z"], step0_qk_p=s0["p"], step0_qk_significant=s0["significant"])
     if val_ids is not None:
         key_groups = None if key_bins is None else log_frequency_bins(np.asarray(C.sum(axis=1)).ravel(), key_bins)
-        fn = Functional(C, validation_windows(val_ids, int(np.asarray(weights["W_pos"]).shape[0]), windows),
+        ctx = int(np.asarray(weights["W_pos"]).shape[0])
+        length = ctx if window_tokens is None else min(int(window_tokens), ctx)
+        fn = Functional(C, validation_windows(val_ids, length, windows),
                         ts.U, exclude, smoothing, key_groups)
         f_draws = tuple(G[:functional_draws] for G in draws)
 
