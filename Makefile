@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention reference note compare test test-slurm bench bench-analysis bench-scale sweep mutants mutation calibrate clean-results
+.PHONY: report intervention reference note compare test test-slurm bench bench-checkpoint bench-analysis bench-scale sweep mutants mutation calibrate clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -61,6 +61,11 @@ test: $(STAMP)
 # The workflow through profiles/slurm on a real single-node SLURM cluster the test starts itself (root + apt).
 test-slurm: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m slurm tests
+
+# A GPT-2-small-shaped checkpoint (random, built from a config; a word-level tokenizer over a synthetic 10 M-token
+# corpus) analysed end to end: every rule's seconds and peak memory (benchmarks/bench_checkpoint.py; long on 2 cores).
+bench-checkpoint: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python benchmarks/bench_checkpoint.py --out results/benchmarks/checkpoint.md
 
 # The training benchmark at the note's shape (trainer step vs a plain PyTorch baseline, tokens/s, MFU; ~2 min).
 # Writes results/benchmarks/training.md; `make bench BENCH_OUT=benchmarks/RESULTS.md` records it in the tracked file.
