@@ -375,3 +375,29 @@ def test_functional_windows_of_the_first_positions_are_the_shorter_contexts_test
     np.testing.assert_allclose(cut["functional_z"], ref["functional_z"], rtol=1e-6)
     assert s_cut["functional"]["n_pairs"] == s_ref["functional"]["n_pairs"] == 8 * 8 * 7 // 2
     assert not np.allclose(cut["functional_r"], full["functional_r"])
+
+
+@pytest.mark.parametrize("folded", [True, False])
+def test_the_functional_test_reads_the_attention_a_biased_model_really_has(corpus, folded):
+    """Query and key biases and LayerNorm biases (a GPT-2 checkpoint): the functional test's observed r of every head
+    is the r of the attention probabilities of the model's own forward pass (the key bias cancels in the softmax, the
+    query bias does not), folded or not; and the biases change it."""
+    from corpus_weights.measure.attention import Functional, forward_attention, residual_frame
+
+    rng = np.random.default_rng(13)
+    w = random_model(rng, corpus["W_E"], pos_scale=0.3)
+    for i in range(L):
+        for name in ("b_Q", "b_K", "ln1.b"):
+            w[f"L{i}.{name}"] = 1.5 * rng.standard_normal(D)
+    w = fold_layernorm(w) if folded else w
+    windows = validation_windows(corpus["text"], CTX, 6)
+    X = layernorm(np.asarray(w["W_E"], dtype=np.float64)[:100])
+    fn = Functional(corpus["C"], windows, residual_frame(X))
+    draws = rotation_draws(D, 3, 0)
+    r, _ = fn.test(w, H, draws)
+    _, probs, _ = forward_attention(w, windows, H)
+    expected = np.concatenate([fn.r_of_probs(np.moveaxis(p, 1, 0)) for p in probs])
+    np.testing.assert_allclose(r, expected, rtol=1e-9, atol=1e-12)
+    no_bq = {k: v for k, v in w.items() if not k.endswith(("b_Q", "ln1.b"))}
+    r_no_bq, _ = fn.test(no_bq, H, draws)
+    assert np.abs(r_no_bq - r).max() > 1e-3

@@ -165,6 +165,25 @@ def head_weights(weights: dict, n_head: int) -> tuple[np.ndarray, np.ndarray, li
     return np.concatenate(Qs), np.concatenate(Ks), keys
 
 
+def head_query_biases(weights: dict, n_head: int) -> np.ndarray | None:
+    """Every head's query bias (L * n_head, d_h): b_Q plus W_Q times ln1's bias when LayerNorm is not folded; None
+    for a model without them (every model trained here). A key bias adds the same score to every key of a query and
+    cancels in the softmax; a query bias adds b_Q · k_j, which differs from key to key, so the functional test's
+    scores take it (the token-space test's double-centring removes both)."""
+    out, any_bias = [], False
+    for i in range(n_layers(weights)):
+        W_Q = np.asarray(weights[f"L{i}.W_Q"], dtype=np.float64)
+        b = np.zeros(W_Q.shape[0])
+        if f"L{i}.b_Q" in weights:
+            b = b + np.asarray(weights[f"L{i}.b_Q"], dtype=np.float64)
+            any_bias = True
+        if f"L{i}.ln1.b" in weights:
+            b = b + W_Q @ np.asarray(weights[f"L{i}.ln1.b"], dtype=np.float64)
+            any_bias = True
+        out.append(b.reshape(n_head, -1))
+    return np.concatenate(out) if any_bias else None
+
+
 def with_heads(weights: dict, Q: np.ndarray, K: np.ndarray) -> dict:
     """A copy of (folded) weights whose W_Q/W_K are the head stacks Q, K (L * n_head, d_h, d); all else kept."""
     out = dict(weights)
@@ -451,14 +470,18 @@ class PairDesign:
         return out
 
 
-def head_scores(h: np.ndarray, Q: np.ndarray, K: np.ndarray, keys_first: bool = False) -> np.ndarray:
+def head_scores(h: np.ndarray, Q: np.ndarray, K: np.ndarray, keys_first: bool = False,
+                bq: np.ndarray | None = None) -> np.ndarray:
     """Attention scores q·k/√d_h of heads with residual-side reading weights Q, K (m, d_h, d) on a fixed input
     h (B, T, d): (m, B, T_query, T_key) in h's dtype (float32 for the null draws); keys_first: (m, B, T_key,
-    T_query) instead (numpy reduces faster over the second-to-last axis than over a short last one)."""
+    T_query) instead (numpy reduces faster over the second-to-last axis than over a short last one). bq: the heads'
+    query biases (m, d_h), added to every query (the key bias cancels in the softmax and is left out)."""
     m, dh, d = Q.shape
     B, T, _ = h.shape
     hf = h.reshape(1, B * T, d)
     q = np.matmul(hf, np.swapaxes(Q.astype(h.dtype), 1, 2)).reshape(m, B, T, dh)
+    if bq is not None:
+        q += np.asarray(bq, dtype=h.dtype)[:, None, None, :]
     k = np.matmul(hf, np.swapaxes(K.astype(h.dtype), 1, 2)).reshape(m, B, T, dh)
     q *= np.asarray(1.0 / np.sqrt(dh), dtype=h.dtype)
     return k @ np.swapaxes(q, -1, -2) if keys_first else q @ np.swapaxes(k, -1, -2)
@@ -494,10 +517,12 @@ class Functional:
         """r for attention probabilities (..., B, T, T) -> (...)."""
         return self.design.correlation(probs, self.pmi_res)
 
-    def layer_test(self, h: np.ndarray, Qf: np.ndarray, Kf: np.ndarray, draws: tuple, chunk: int = 10) -> tuple:
-        """Heads (m, d_h, d) in frame coordinates reading the held input h (B, T, d) (frame coordinates):
-        observed r (m,) and null (m, n_draws)."""
-        r = self.r_of_probs(causal_softmax(head_scores(h, Qf, Kf)))
+    def layer_test(self, h: np.ndarray, Qf: np.ndarray, Kf: np.ndarray, draws: tuple, chunk: int = 10,
+                   bq: np.ndarray | None = None) -> tuple:
+        """Heads (m, d_h, d) in frame coordinates reading the held input h (B, T, d) (frame coordinates), with query
+        biases bq (m, d_h) or none: observed r (m,) and null (m, n_draws) (the rotations act on the residual side;
+        the biases stay)."""
+        r = self.r_of_probs(causal_softmax(head_scores(h, Qf, Kf, bq=bq)))
         G1, G2 = draws
         h32 = h.astype(np.float32)
         null = []
@@ -505,7 +530,8 @@ class Functional:
             n = min(chunk, G1.shape[0] - s)
             Qd = (Qf[:, None] @ G1[None, s:s + n]).reshape(-1, *Qf.shape[1:])  # (m * n, d_h, d), head-major
             Kd = (Kf[:, None] @ G2[None, s:s + n]).reshape(-1, *Kf.shape[1:])
-            probs = causal_softmax_keys_first(head_scores(h32, Qd, Kd, keys_first=True))
+            bq_d = None if bq is None else np.repeat(bq, n, axis=0)  # head-major, as Qd
+            probs = causal_softmax_keys_first(head_scores(h32, Qd, Kd, keys_first=True, bq=bq_d))
             null.append(self.r_of_probs(probs).reshape(Qf.shape[0], n))
         return r, np.concatenate(null, axis=1)
 
@@ -515,11 +541,13 @@ class Functional:
         forward pass, then per layer only the heads' scores on the held residual stream."""
         hs, _, _ = forward_attention(weights, self.windows, n_head, activation=activation)
         Q, K, _ = head_weights(weights, n_head)
+        bq = head_query_biases(weights, n_head)
         heads = np.arange(Q.shape[0]) if heads is None else np.asarray(heads)
         r, null = [], []
         for layer in sorted(set(heads // n_head)):
             idx = heads[heads // n_head == layer]
-            rr, nn = self.layer_test(hs[layer] @ self.U, Q[idx] @ self.U, K[idx] @ self.U, draws)
+            rr, nn = self.layer_test(hs[layer] @ self.U, Q[idx] @ self.U, K[idx] @ self.U, draws,
+                                     bq=None if bq is None else bq[idx])
             r.append(rr)
             null.append(nn)
         return np.concatenate(r), np.concatenate(null)
