@@ -180,6 +180,33 @@ def test_validation_loss_uses_the_trainers_windows_and_forward(base, corpus):
         logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
         ce.append(-logp[np.arange(CTX), val[s + 1:s + CTX + 1]])
     assert np.isclose(out["val_loss"], np.mean(ce))
+    # the batch is a memory choice only: one window at a time, or the default, gives the same loss
+    assert np.isclose(validation_loss(base, val, H, CTX, 200, batch=1)["val_loss"], out["val_loss"], rtol=1e-12)
+    assert np.isclose(validation_loss(base, val, H, CTX, 200)["val_loss"], out["val_loss"], rtol=1e-12)
+
+
+def test_validation_batches_are_sized_by_the_memory_of_their_logits(monkeypatch):
+    """16 windows where their float64 logits fit LOGITS_BUDGET_BYTES, fewer where not (a GPT-2 context over its
+    vocabulary: one), never 0."""
+    from corpus_weights.measure import loss_ladder
+
+    seen = []
+    real = loss_ladder.forward_logits
+    monkeypatch.setattr(loss_ladder, "forward_logits", lambda w, toks, *a: seen.append(len(toks)) or real(w, toks, *a))
+    rng = np.random.default_rng(0)
+    V_, d_ = 50, 8
+    w = {"W_E": rng.standard_normal((V_, d_)), "W_pos": rng.standard_normal((16, d_)), "ln_final.w": np.ones(d_)}
+    val = rng.integers(0, V_, 5000)
+    loss_ladder.validation_loss(w, val, 2, 16, 16 * 40)
+    assert max(seen) == 16
+    seen.clear()
+    monkeypatch.setattr(loss_ladder, "LOGITS_BUDGET_BYTES", 16 * V_ * 8 * 3)  # room for 3 windows' logits
+    loss_ladder.validation_loss(w, val, 2, 16, 16 * 40)
+    assert max(seen) == 3 and sum(seen) == 40
+    monkeypatch.setattr(loss_ladder, "LOGITS_BUDGET_BYTES", 10)
+    seen.clear()
+    loss_ladder.validation_loss(w, val, 2, 16, 16 * 40)
+    assert set(seen) == {1}
 
 
 def test_validation_loss_equals_the_trainers_evaluation():

@@ -126,14 +126,23 @@ def eval_windows(n_tokens: int, eval_tokens: int, context: int) -> np.ndarray:
     return np.linspace(0, hi, n_win).astype(np.int64)
 
 
+#: the most float64 logits one batch of the numpy validation forward may hold (bytes): 16 windows at the default and
+#: note scales, 1 window of a 1,024-token GPT-2 context over V = 50,257 (412 MB) instead of 16 (6.6 GB)
+LOGITS_BUDGET_BYTES = 256 * 2**20
+
+
 def validation_loss(weights: dict, val_ids: np.ndarray, n_head: int, context: int, eval_tokens: int,
-                    batch: int = 16, activation: str = "gelu") -> dict:
+                    batch: int | None = None, activation: str = "gelu") -> dict:
     """The validation loss of a model that was not trained here (weights from a file): mean cross-entropy of every
     target of the trainer's evaluation windows (same offsets, full context), by the float64 numpy forward pass
     (residual_space.forward_logits). The trainer evaluates the same windows in its training dtype (fp32 or bf16
-    autocast), so the two agree to that dtype's rounding, not bit for bit."""
+    autocast), so the two agree to that dtype's rounding, not bit for bit. batch: windows per forward pass (None:
+    at most 16, fewer where their logits would pass LOGITS_BUDGET_BYTES)."""
     val_ids = np.asarray(val_ids, dtype=np.int64)
     starts = eval_windows(val_ids.size, eval_tokens, context)
+    if batch is None:
+        vocab = int(np.asarray(weights["W_E"]).shape[0])
+        batch = int(min(16, max(1, LOGITS_BUDGET_BYTES // (context * vocab * 8))))
     total, n = 0.0, 0
     for s in range(0, starts.size, batch):
         idx = starts[s:s + batch, None] + np.arange(context + 1)[None, :]
