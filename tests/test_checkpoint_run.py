@@ -131,6 +131,7 @@ def test_a_checkpoint_run_reports_its_origin_and_its_not_applicable_gates(round_
     assert html.count('class="na">not applicable') == 1  # G4 (G2 is decided on its main and step-0 parts)
     assert "re-initialis" in html or "initialisation of the same architecture" in html
     assert len(m["verdicts"]) >= 5 and all(v["conclusion"] for v in m["verdicts"])
+    assert "raise train.tokens" not in html and "config/note.yaml" not in html  # nothing here trains a checkpoint
 
 
 # ----------------------------------------------------------------------------- a GPT-2 from transformers

@@ -298,21 +298,34 @@ GATE_ADVICE = {
 }
 
 
-def _gate_rows(gates: dict) -> list[dict]:
+# What to change when the model was trained elsewhere (model.source: checkpoint): nothing here trains it
+CHECKPOINT_GATE_ADVICE = {
+    "G1": "the checkpoint predicts this corpus too poorly for its weights to be read against it: analyse it on the "
+          "text it was trained on (corpus.files), or a checkpoint trained longer",
+    "G2": "the checkpoint shows no bigram knowledge of this corpus (or its re-initialised step 0 does): analyse it on "
+          "the text it was trained on",
+    "G3": "the corpus -> model map is no better than chance: analyse the checkpoint on the text it was trained on, or "
+          "use more tokens in the map (analysis.top_n)",
+}
+
+
+def _gate_rows(gates: dict, checkpoint: bool = False) -> list[dict]:
+    advice = {**GATE_ADVICE, **CHECKPOINT_GATE_ADVICE} if checkpoint else GATE_ADVICE
     return [{"gate": f"{g['name']} {g['title']}", "status": gate_status(g),
              "condition": g["rule"], "values": _gate_summary(g),
              "last half of training": {True: "still moving", False: "settled", None: "unknown"}[g.get("still_moving")]
              if "still_moving_text" in g else "—",
-             "what to change": GATE_ADVICE.get(g["name"], "") if g["passed"] is False else ""}
+             "what to change": advice.get(g["name"], "") if g["passed"] is False else ""}
             for g in gates.values()]
 
 
 STATUS_CLASS = {"pass": "pass", "FAIL": "fail", "not applicable": "na"}
 
 
-def gate_table(gates: dict) -> str:
-    """The gate panel: pass / FAIL coloured, and for a failing gate what to change."""
-    rows = _gate_rows(gates)
+def gate_table(gates: dict, checkpoint: bool = False) -> str:
+    """The gate panel: pass / FAIL coloured, and for a failing gate what to change (for a checkpoint trained
+    elsewhere: not "train longer")."""
+    rows = _gate_rows(gates, checkpoint)
     if all(r["status"] != "FAIL" for r in rows):
         rows = [{k: v for k, v in r.items() if k != "what to change"} for r in rows]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
@@ -331,7 +344,7 @@ def render_page(metrics: dict, data: dict, figures: dict) -> str:
     intervention = tables.intervention_rows(metrics)
     return template.render(
         m=metrics, note=NOTE, K=K, d=data["d"], fmt=_fmt, verdicts=metrics["verdicts"],
-        gate_table=gate_table(metrics["gates"]), qk_table=_table(tables.qk_rows(metrics)),
+        gate_table=gate_table(metrics["gates"], checkpoint=bool(metrics["config"].get("checkpoint"))), qk_table=_table(tables.qk_rows(metrics)),
         source_table=_table(tables.source_rows(metrics, K)), pr_table=_table(tables.pr_rows(metrics)),
         accounting_table=_table(tables.accounting_rows(metrics)), l0_table=_table(tables.l0_rows(metrics)),
         control_table=_table(tables.control_rows(metrics, data["labels"], K)),
