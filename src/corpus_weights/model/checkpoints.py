@@ -70,10 +70,11 @@ def _hf_state(folder: Path) -> dict[str, np.ndarray]:
     raise CheckpointError(f"{folder}: no model.safetensors (or model.safetensors.index.json) in the folder")
 
 
-def read_hf_gpt2(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
-    folder = Path(folder)
+def _hf_spec(folder: Path) -> dict:
+    """The architecture a Hugging Face GPT-2 folder's config.json states, checked (model type, activation, the
+    attention options this project reads); the state files are not opened."""
     config_file = folder / "config.json"
-    if not config_file.is_file():
+    if not folder.is_dir() or not config_file.is_file():
         raise CheckpointError(f"{config_file}: not found (a Hugging Face model folder has config.json and "
                               f"model.safetensors)")
     cfg = json.loads(config_file.read_text())
@@ -88,7 +89,17 @@ def read_hf_gpt2(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
                     ("reorder_and_upcast_attn", False), ("add_cross_attention", False)):
         if bool(cfg.get(key, ok)) != ok:
             raise CheckpointError(f"{config_file}: {key} = {cfg.get(key)!r} is not supported (expected {ok})")
-    n_layer, d, n_head = int(cfg["n_layer"]), int(cfg["n_embd"]), int(cfg["n_head"])
+    d = int(cfg["n_embd"])
+    return dict(vocab_size=int(cfg["vocab_size"]), n_layer=int(cfg["n_layer"]), d_model=d, n_head=int(cfg["n_head"]),
+                context=int(cfg.get("n_positions") or cfg.get("n_ctx")), d_mlp=int(cfg.get("n_inner") or 4 * d),
+                activation=activation, ln_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
+                tied=bool(cfg.get("tie_word_embeddings", True)))
+
+
+def read_hf_gpt2(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    folder = Path(folder)
+    arch = _hf_spec(folder)
+    n_layer, d, n_head = arch["n_layer"], arch["d_model"], arch["n_head"]
     state = {k.removeprefix("transformer."): v for k, v in _hf_state(folder).items()}
 
     def get(key: str, shape: tuple) -> np.ndarray:
@@ -100,8 +111,7 @@ def read_hf_gpt2(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
                                   f"config.json")
         return value
 
-    V, ctx = int(cfg["vocab_size"]), int(cfg.get("n_positions") or cfg.get("n_ctx"))
-    d_mlp = int(cfg.get("n_inner") or 4 * d)
+    V, ctx, d_mlp = arch["vocab_size"], arch["context"], arch["d_mlp"]
     w = {"W_E": get("wte.weight", (V, d)), "W_pos": get("wpe.weight", (ctx, d)),
          "ln_final.w": get("ln_f.weight", (d,)), "ln_final.b": get("ln_f.bias", (d,))}
     for i in range(n_layer):
@@ -120,14 +130,11 @@ def read_hf_gpt2(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
         for ln, hf in (("ln1", "ln_1"), ("ln2", "ln_2")):
             w[f"L{i}.{ln}.w"] = get(p + f"{hf}.weight", (d,))
             w[f"L{i}.{ln}.b"] = get(p + f"{hf}.bias", (d,))
-    tied = bool(cfg.get("tie_word_embeddings", True))
-    if not tied:
+    if not arch["tied"]:
         if "lm_head.weight" not in state:
             raise CheckpointError(f"{folder}: tie_word_embeddings is false but lm_head.weight is missing")
         w["W_U"] = get("lm_head.weight", (V, d))
-    spec = dict(vocab_size=V, n_layer=n_layer, d_model=d, n_head=n_head, context=ctx, d_mlp=d_mlp,
-                activation=activation, ln_eps=float(cfg.get("layer_norm_epsilon", 1e-5)), tied=tied,
-                format="hf", path=str(folder))
+    spec = dict(arch, format="hf", path=str(folder))
     return _finish(w, spec)
 
 
@@ -238,25 +245,9 @@ def read_spec(path: str | Path, fmt: str) -> dict:
     if fmt not in FORMATS:
         raise CheckpointError(f"model.format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "hf":
-        config_file = path / "config.json"
-        if not path.is_dir() or not config_file.is_file():
-            raise CheckpointError(f"model.path {path}: format 'hf' expects a Hugging Face model folder with "
-                                  f"config.json and model.safetensors")
-        cfg = json.loads(config_file.read_text())
-        if cfg.get("model_type") != "gpt2":
-            raise CheckpointError(f"{config_file}: model_type {cfg.get('model_type')!r}; only GPT-2-family models "
-                                  f"(model_type 'gpt2') are read")
+        spec = _hf_spec(path)
         _hf_state_files(path)
-        activation = ACTIVATIONS.get(cfg.get("activation_function", "gelu_new"))
-        if activation is None:
-            raise CheckpointError(f"{config_file}: activation_function {cfg.get('activation_function')!r} is not one "
-                                  f"of gelu, gelu_new, gelu_pytorch_tanh")
-        d = int(cfg["n_embd"])
-        return dict(vocab_size=int(cfg["vocab_size"]), n_layer=int(cfg["n_layer"]), d_model=d,
-                    n_head=int(cfg["n_head"]), context=int(cfg.get("n_positions") or cfg.get("n_ctx")),
-                    d_mlp=int(cfg.get("n_inner") or 4 * d), activation=activation,
-                    ln_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
-                    tied=bool(cfg.get("tie_word_embeddings", True)))
+        return spec
     if fmt == "corpus-weights":
         from .weights import read_safetensors_config
 
