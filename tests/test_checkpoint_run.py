@@ -290,3 +290,34 @@ def test_a_checkpoint_run_plans_no_training(tmp_path):
     assert "trajectory" not in jobs
     assert jobs["import_checkpoint"] == 1 and jobs["validation_loss"] == 2
     assert jobs["align"] == jobs["measure"] == jobs["attention"] == 2
+
+
+def test_a_nanogpt_checkpoint_with_its_tokenizer_beside_it_is_planned_from_its_model_args(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from test_checkpoints import nanogpt_state
+
+    wd = make_workdir(tmp_path / "wd")
+    tok = _byte_level_tokenizer(wd / "tests/data/tiny_corpus.txt", wd / "out")
+    V_ = tok.get_vocab_size()
+    cfg = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=4, n_positions=24, vocab_size=V_,
+                                  activation_function="gelu")
+    model = transformers.GPT2LMHeadModel(cfg)
+    args = dict(n_layer=3, n_head=4, n_embd=32, block_size=24, bias=True, vocab_size=V_ + 7, dropout=0.0)
+    state = nanogpt_state(model)
+    for key in ("_orig_mod.transformer.wte.weight", "_orig_mod.lm_head.weight"):  # padded rows, as nanoGPT's
+        state[key] = torch.cat([state[key], torch.zeros(7, 32)])
+    torch.save({"model": state, "model_args": args}, wd / "out" / "ckpt.pt")
+    write_config(wd, {"experiment": "nano", "model": {"source": "checkpoint", "path": "out/ckpt.pt",
+                                                     "format": "nanogpt"}})
+    proc = snakemake(wd, "-n", "results/report.html")
+    assert proc.returncode != 0 and f"{V_:,} tokens, the checkpoint {V_ + 7:,} embedding rows" in proc.stdout + proc.stderr
+    write_config(wd, {"model": {"trim_vocab": True}})
+    jobs = planned_rules(wd, "results/report.html")
+    assert jobs["import_checkpoint"] == 1 and "train" not in jobs
+    proc = snakemake(wd, "--cores", "1", "results/tiny/nano/weights/checkpoint/snapshot_100.npz")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((wd / "results/tiny/nano/weights/checkpoint/snapshot_100.json").read_text())
+    assert (meta["n_layer"], meta["d_model"], meta["n_head"], meta["context"]) == (3, 32, 4, 24)
+    assert meta["vocab_size"] == V_ and meta["checkpoint_vocab_size"] == V_ + 7 and meta["format"] == "nanogpt"
+    w = np.load(wd / "results/tiny/nano/weights/checkpoint/snapshot_100.npz")
+    assert w["W_E"].shape == (V_, 32)
