@@ -141,7 +141,7 @@ def test_ctrl_c_during_training_ends_in_one_line_and_keeps_the_state(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     console = "\n".join(lines) + "\n" + rest
-    assert proc.returncode != 0
+    assert proc.returncode != 0, console[-3000:]  # (seen once exiting 0 with 3 runs sharing 2 cores: diagnose from this)
     assert "Traceback" not in console and "KeyboardInterrupt" not in console, console[-4000:]
     assert "[orig-s0] interrupted; the last saved state is kept and a rerun resumes from it" in console
     lines = console.rstrip().splitlines()
