@@ -130,7 +130,10 @@ def test_ctrl_c_during_training_ends_in_one_line_and_keeps_the_state(tmp_path):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     proc = subprocess.Popen([SNAKEMAKE, "--cores", "1", "results/report.html", "--configfile", "config/test.yaml"],
                             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # a terminal's Ctrl-C reaches a process whose SIGINT is at its default, whatever an earlier
+                            # test left in this process (an ignored SIGINT would be inherited)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines, deadline = [], time.monotonic() + 300
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
