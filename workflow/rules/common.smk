@@ -105,17 +105,17 @@ def checkpoint_setup():
     Read before any job: its architecture (which replaces model.n_layer/d_model/n_head/context), its own tokenizer
     (which replaces tokenizer training; its size is tokenizer.vocab_size) and the match between the two. Every
     problem is one WorkflowError naming the key or file. Returns None for a model trained here."""
-    if MODEL.get("source", "train") != "checkpoint":
+    if MODEL["source"] != "checkpoint":
         for key in ("path", "format", "tokenizer", "trim_vocab"):
-            if MODEL.get(key) not in (None, False):
+            if MODEL[key] not in (None, False):
                 raise WorkflowError(f"config error: in 'model.{key}': only used with model.source: checkpoint "
-                                    f"(model.source is {MODEL.get('source', 'train')!r})")
+                                    f"(model.source is {MODEL['source']!r})")
         return None
     from corpus_weights.corpus.tokenizing import load_tokenizer
     from corpus_weights.model.checkpoints import (CheckpointError, check_vocabulary, checkpoint_files, read_spec,
                                                   tokenizer_files)
 
-    path, fmt = MODEL.get("path"), MODEL.get("format")
+    path, fmt = MODEL["path"], MODEL["format"]
     problems = []
     if not path:
         problems.append(("model.path", "required with model.source: checkpoint (a Hugging Face folder, a nanoGPT "
@@ -131,13 +131,13 @@ def checkpoint_setup():
         raise WorkflowError("config error(s):\n" + "\n".join(f"  in '{k}': {m}" for k, m in problems))
     try:
         spec = read_spec(path, fmt)
-        tok_files = tokenizer_files(path, fmt, MODEL.get("tokenizer"))
+        tok_files = tokenizer_files(path, fmt, MODEL["tokenizer"])
         try:
             _, info = load_tokenizer(tok_files)
         except Exception as err:  # tokenizers' own parse errors: say which file
             raise CheckpointError(f"tokenizer {', '.join(tok_files.values())}: cannot be read "
                                   f"({str(err).splitlines()[0][:200]})") from err
-        V = check_vocabulary(spec, info["vocab_size"], bool(MODEL.get("trim_vocab", False)), info["source"])
+        V = check_vocabulary(spec, info["vocab_size"], MODEL["trim_vocab"], info["source"])
         files = checkpoint_files(path, fmt)
     except CheckpointError as err:
         raise WorkflowError(f"model.path {path} (format {fmt}): {err}") from None
@@ -490,7 +490,7 @@ def checkpoint_params():
     """What rule import_checkpoint needs to know besides the files: format, seed of the re-initialisation, the
     vocabulary the tokenizer fixed and whether rows past it may be dropped."""
     return {k: CHECKPOINT[k] for k in ("path", "format", "seed", "vocab_size", "tokenizer_source")} | {
-        "trim_vocab": bool(MODEL.get("trim_vocab", False))}
+        "trim_vocab": MODEL["trim_vocab"]}
 
 
 def trajectory_params():
