@@ -102,7 +102,7 @@ clean-results:
 # ~10 s a run, is left to make test.)
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q mutmut==3.8.1
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mutmut run --max-children 2 || true
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python tests/mutation_score.py
 
 # Deliberate single bugs checked against the tests that must catch them (tests/mutants.py; a few minutes).

@@ -5,8 +5,8 @@ Nothing is downloaded. The model is a `transformers` GPT2LMHeadModel built from 
 shape: 12 layers, d = 768, 12 heads, context 1,024, V = 50,257; random weights, seeded) and saved as a Hugging Face
 folder; its tokenizer is a word-level `tokenizer.json` over the words of a synthetic Zipf–Markov corpus
 (benchmarks/synthetic_corpus.py: V − 1 words and [UNK], one token per word, so the corpus has `--tokens` tokens in
-the model's own ids). The analysis uses config/note.yaml's reduced functional attention test (4 calibration models,
-50 draws, 16 windows; windows of the context's first 128 positions).
+the model's own ids). The attention test is reduced for 144 heads of d = 768 (ANALYSIS below: 100 token-space draws,
+50 on text, 4 of the 20 calibration models on text, 16 windows of the context's first 128 positions); every other key at its default.
 
     python benchmarks/bench_checkpoint.py [--tokens 10000000] [--layers 12 --d 768 --heads 12 --context 1024]
         [--vocab 50257] [--cores 2] [--out results/benchmarks/checkpoint.md]
@@ -31,6 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic_corpus  # noqa: E402
 
 CORPUS_RULES = ("prepare_corpus", "tokenize", "corpus_stats", "corpus_ladder")
+# The attention test at this size (144 heads of d = 768): 100 rotation draws in token space (analysis.permutations,
+# which the positive controls' and the note protocol's nulls use too) and 50 on text; the 20 calibration models
+# (norm-matched random heads, the schema's minimum) in token space, 4 of them on text; 16 windows of the context's
+# first 128 positions.
+ANALYSIS = {"permutations": 100, "attention_functional_fpr_models": 4,
+            "attention_functional_draws": 50, "attention_windows": 16}
 
 
 def build_inputs(root: Path, args) -> dict:
@@ -59,8 +65,7 @@ def build_inputs(root: Path, args) -> dict:
         "experiment": experiment,
         "model": {"source": "checkpoint", "path": str(folder.relative_to(REPO)), "format": "hf"},
         "train": {"seeds": [0]},
-        "analysis": {"attention_functional_fpr_models": 4, "attention_functional_draws": 50,
-                     "attention_windows": 16},
+        "analysis": ANALYSIS,
     }
     config_file = root / f"{experiment}.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))

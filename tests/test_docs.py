@@ -156,3 +156,17 @@ def run_outside_script(script: str, home: Path) -> None:
     assert (out / "results/report.html").is_file() and (out / "results/snakemake-report.zip").stat().st_size > 0
     page = next(out.glob("*.md")).read_text()
     assert page.startswith("# Experiment 'default'") and "## Verdicts" in page
+
+
+def test_the_readmes_attention_settings_for_gpt2_are_the_benchmarks():
+    """The README's reduced attention block for a GPT-2-sized model is what `make bench-checkpoint` measured."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_checkpoint
+
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)]
+    block = next(b for b in blocks if isinstance(b, dict) and set(b) == {"analysis"})
+    assert block["analysis"] == bench_checkpoint.ANALYSIS

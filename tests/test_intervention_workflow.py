@@ -5,14 +5,15 @@ import json
 
 import pytest
 
-from workflow_helpers import make_workdir, snakemake
+from workflow_helpers import finished_tiny_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 VARIANTS = ["random", "corpus", "corpus_permuted", "shuffled_corpus"]
 
 
-def test_intervention_section_on_the_tiny_run(tmp_path):
-    workdir = make_workdir(tmp_path / "iv", {"experiments": {"init": VARIANTS}})
+def test_intervention_section_on_the_tiny_run(tmp_path_factory):
+    workdir = finished_tiny_run(tmp_path_factory, "iv")  # the baseline runs trained once; the variants added here
+    write_config(workdir, {"experiments": {"init": VARIANTS}})
     proc = snakemake(workdir, "--cores", "2", "results/report.html")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     metrics = json.loads((workdir / "results/metrics.json").read_text())

@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from workflow_helpers import REPO, make_workdir, planned_rules, snakemake, write_config
+from workflow_helpers import REPO, finished_tiny_run, make_workdir, planned_rules, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
-    proc = snakemake(workdir, "--cores", "2", "results/report.html")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
-    return workdir
+    return finished_tiny_run(tmp_path_factory, "e2e")  # the tiny run, its console in console.txt
 
 
 def test_the_console_is_quiet_and_says_how_far_the_run_is(finished_run):

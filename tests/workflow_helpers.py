@@ -78,3 +78,20 @@ def job_counts(text: str) -> dict[str, int]:
             elif counts:
                 break
     return counts
+
+
+def finished_tiny_run(tmp_path_factory, name: str) -> Path:
+    """A copy of one finished run of the tiny config (`snakemake --cores 2 results/report.html`, its console in
+    console.txt), made once per test session and copied (modification times and Snakemake's metadata kept, so the
+    copy plans nothing) for each test module that needs one: the tests that change it change their own copy."""
+    cache = tmp_path_factory.getbasetemp() / "tiny-run-cache"
+    if not (cache / "finished").is_file():
+        shutil.rmtree(cache, ignore_errors=True)
+        make_workdir(cache)
+        proc = snakemake(cache, "--cores", "2", "results/report.html")
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+        (cache / "console.txt").write_text(proc.stdout + proc.stderr)
+        (cache / "finished").write_text("")
+    dest = tmp_path_factory.mktemp(name)
+    shutil.copytree(cache, dest, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("finished"))
+    return dest

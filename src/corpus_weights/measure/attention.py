@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from .circuits import ln_scale, qk_circuit
 from ..core.linalg import double_centre, row_centre
 from ..core.nulls import benjamini_hochberg, log_frequency_bins, normal_p, permutation_test_factors
-from .residual_space import gelu, layernorm, n_layers
+from .residual_space import as_float64, gelu, layernorm, n_layers
 
 
 def qk_residual_forms(W_Q: np.ndarray, W_K: np.ndarray, n_head: int, ln_w: np.ndarray | None = None) -> list:
@@ -280,19 +280,35 @@ class TokenSpace:
         with np.errstate(divide="ignore", invalid="ignore"):
             return num / (np.sqrt(form_sq) * self.s_norm)
 
-    def test(self, Q: np.ndarray, K: np.ndarray, draws: tuple, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    def test(self, Q: np.ndarray, K: np.ndarray, draws: tuple) -> tuple[np.ndarray, np.ndarray]:
         """Observed r (m,) of head stacks Q, K (m, d_h, d) (residual coordinates) and their null (m, n_draws):
-        r of (Q R1, K R2) for every drawn pair (R = U G Uᵀ, so in the frame: Q U G)."""
+        r of (Q R1, K R2) for every drawn pair (R = U G Uᵀ, so in the frame: Q U G).
+
+        Per draw, without rotating every head twice: the numerator ⟨(Q G1)ᵀ (K G2), P⟩ = ⟨M, G1 P G2ᵀ⟩ with the
+        heads' M = Qᵀ K formed once (two d x d products per draw, then a dot product per head); the norm
+        tr((Q A1 Qᵀ)(K A2 Kᵀ)) with A = G Gx Gᵀ reads each side through Q (G Gx^½), one GEMM per draw for all
+        heads of a side, in float32 (the observed r stays float64)."""
         Qf, Kf = self.in_frame(Q), self.in_frame(K)
         m, dh, d = Qf.shape
         G1, G2 = draws
+        M = np.empty((m, d, d))  # every head's residual form Qᵀ K, frame coordinates
+        for h in range(m):
+            np.matmul(Qf[h].T, Kf[h], out=M[h])
+        M = M.reshape(m, d * d)
+        root = np.sqrt(self.gx)
+        Qs, Ks = Qf.reshape(m * dh, d).astype(np.float32), Kf.reshape(m * dh, d).astype(np.float32)
 
-        def rotated(W, G):  # (c, m, d_h, d): every head times every draw, one GEMM per draw
-            return np.matmul(W.reshape(1, m * dh, d), G).reshape(G.shape[0], m, dh, d)
+        def gram(W, G):  # (m, d_h, d_h): W_h A W_hᵀ for every head, A = G Gx Gᵀ (float32, as the functional null)
+            Y = (W @ (G * root).astype(np.float32)).reshape(m, dh, d)
+            return (Y @ np.swapaxes(Y, -1, -2)).astype(np.float64)
 
-        null = np.concatenate([self.r(rotated(Qf, G1[s:s + chunk]), rotated(Kf, G2[s:s + chunk]))
-                               for s in range(0, G1.shape[0], chunk)], axis=0)
-        return self.r(Qf, Kf), null.T
+        null = np.empty((m, G1.shape[0]))
+        for s in range(G1.shape[0]):
+            num = M @ (G1[s] @ self.P @ G2[s].T).ravel() / np.sqrt(dh)
+            form_sq = np.einsum("mij,mij->m", gram(Qs, G1[s]), gram(Ks, G2[s])) / dh
+            with np.errstate(divide="ignore", invalid="ignore"):
+                null[:, s] = num / (np.sqrt(form_sq) * self.s_norm)
+        return self.r(Qf, Kf), null
 
 
 def direct_token_space_r(Q: np.ndarray, K: np.ndarray, X: np.ndarray, S: np.ndarray) -> np.ndarray:
@@ -313,7 +329,8 @@ def forward_attention(weights: dict, tokens: np.ndarray, n_head: int, logits: bo
     is skipped then)."""
     tok = np.atleast_2d(np.asarray(tokens))
     B, T = tok.shape
-    f = lambda k: np.asarray(weights[k], dtype=np.float64)  # noqa: E731
+    weights = as_float64(weights)
+    f = lambda k: weights[k]  # noqa: E731
     b = lambda k: np.asarray(weights[k], dtype=np.float64) if k in weights else 0.0  # noqa: E731
     x = f("W_E")[tok] + f("W_pos")[:T][None]
     d = x.shape[-1]
@@ -526,10 +543,18 @@ class Functional:
         G1, G2 = draws
         h32 = h.astype(np.float32)
         null = []
+        m, dh, d = Qf.shape
+
+        def rotated(W, G):  # (m * n, d_h, d), head-major: every head times every draw, one GEMM per draw
+            out = np.empty((m, G.shape[0], dh, d), dtype=np.float32)
+            flat = W.reshape(m * dh, d).astype(np.float32)
+            for c in range(G.shape[0]):
+                out[:, c] = (flat @ G[c].astype(np.float32)).reshape(m, dh, d)
+            return out.reshape(m * G.shape[0], dh, d)
+
         for s in range(0, G1.shape[0], chunk):
             n = min(chunk, G1.shape[0] - s)
-            Qd = (Qf[:, None] @ G1[None, s:s + n]).reshape(-1, *Qf.shape[1:])  # (m * n, d_h, d), head-major
-            Kd = (Kf[:, None] @ G2[None, s:s + n]).reshape(-1, *Kf.shape[1:])
+            Qd, Kd = rotated(Qf, G1[s:s + n]), rotated(Kf, G2[s:s + n])
             bq_d = None if bq is None else np.repeat(bq, n, axis=0)  # head-major, as Qd
             probs = causal_softmax_keys_first(head_scores(h32, Qd, Kd, keys_first=True, bq=bq_d))
             null.append(self.r_of_probs(probs).reshape(Qf.shape[0], n))
@@ -630,7 +655,8 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
     Q, K, keys = head_weights(weights, n_head)
     draws = rotation_draws(Q.shape[-1], n_draws, seed)
     rng = np.random.default_rng([seed, 21])
-    random_heads = [tuple(W @ ts.U.T for W in norm_matched_gaussian_heads(Q, K, rng)) for _ in range(fpr_models)]
+    kept = 0 if val_ids is None else min(fpr_models, fpr_models if functional_fpr_models is None
+                                         else int(functional_fpr_models))
     M_norms = np.linalg.norm(np.swapaxes(Q, 1, 2) @ K, axis=(1, 2)) / np.sqrt(Q.shape[1])
     planted = planted_routing_head(ts, Q.shape[1], float(np.median(M_norms)))
     Q0, K0 = head_weights(step0, n_head)[:2] if step0 is not None else (None, None)
@@ -641,7 +667,13 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
 
     token = token_test(Q, K)
     cols = _token_columns(token)
-    calibration = {"token_space": {**_fpr([token_test(q, k) for q, k in random_heads]),
+    random_heads, random_tests = [], []  # drawn one model at a time (a GPT-2-sized stack is 113 MB per model)
+    for i in range(fpr_models):
+        q, k = (W @ ts.U.T for W in norm_matched_gaussian_heads(Q, K, rng))
+        random_tests.append(token_test(q, k))
+        if i < kept:  # the functional test's calibration models: the first of the same draws
+            random_heads.append((q, k))
+    calibration = {"token_space": {**_fpr(random_tests),
                                    **_planted(token_test(planted[0][None], planted[1][None]), token["p"], fdr)}}
     if step0 is not None:
         s0 = token if step0_is_this else token_test(Q0, K0)
@@ -662,7 +694,7 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
         Qp, Kp = Q.copy(), K.copy()
         Qp[0], Kp[0] = planted
         calibration["functional"] = {
-            **_fpr([functional_test(with_heads(weights, q, k)) for q, k in random_heads[:functional_fpr_models]]),
+            **_fpr([functional_test(with_heads(weights, q, k)) for q, k in random_heads]),
             **_planted(functional_test(with_heads(weights, Qp, Kp), heads=[0]), main["p"], fdr),
             "n_pairs": fn.design.n_pairs, "n_null_draws": int(f_draws[0].shape[0])}
         if step0 is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .residual_space import forward_logits, gelu, layernorm, n_layers
+from .residual_space import as_float64, forward_logits, gelu, layernorm, n_layers
 
 LAMBDA_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 
@@ -102,6 +102,7 @@ def position0_cross_entropy(weights: dict, val_ids: np.ndarray, chunk: int = 512
     """The model's CE predicting val[i+1] from [val[i]], over every adjacent pair of the validation split.
 
     Each distinct current token is run once (chunks of `chunk` tokens), so the cost is O(#distinct · V · d)."""
+    weights = as_float64(weights)  # once, not in every chunk (a GPT-2 W_E is 300 MB in float64)
     val_ids = np.asarray(val_ids, dtype=np.int64)
     a, b = val_ids[:-1], val_ids[1:]
     uniq, inv = np.unique(a, return_inverse=True)
@@ -138,6 +139,7 @@ def validation_loss(weights: dict, val_ids: np.ndarray, n_head: int, context: in
     (residual_space.forward_logits). The trainer evaluates the same windows in its training dtype (fp32 or bf16
     autocast), so the two agree to that dtype's rounding, not bit for bit. batch: windows per forward pass (None:
     at most 16, fewer where their logits would pass LOGITS_BUDGET_BYTES)."""
+    weights = as_float64(weights)
     val_ids = np.asarray(val_ids, dtype=np.int64)
     starts = eval_windows(val_ids.size, eval_tokens, context)
     if batch is None:

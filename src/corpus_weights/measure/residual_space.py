@@ -127,6 +127,12 @@ def random_rotation_fixing_ones(d: int, rng: np.random.Generator) -> np.ndarray:
     return one @ one.T + H @ R @ H.T
 
 
+def as_float64(weights: dict) -> dict:
+    """The weights as float64 arrays: the forward passes read them in float64, and converting a GPT-2-sized W_E
+    (300 MB) once instead of in every chunk of a long evaluation is most of their time otherwise."""
+    return {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+
+
 def layernorm(x: np.ndarray, w: np.ndarray | None = None, eps: float = LN_EPS, b: np.ndarray | None = None
               ) -> np.ndarray:
     """LayerNorm over the last axis; multiply by w and add b if given (the models trained here have no b)."""
@@ -141,8 +147,17 @@ def layernorm(x: np.ndarray, w: np.ndarray | None = None, eps: float = LN_EPS, b
 
 def gelu(x: np.ndarray, activation: str = "gelu") -> np.ndarray:
     """GELU: exact (erf) for "gelu", the tanh approximation of GPT-2 for "gelu_new"."""
-    if activation == "gelu_new":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    if activation == "gelu_new":  # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), in place on one temporary
+        t = x * x
+        t *= 0.044715
+        t += 1.0
+        t *= x
+        t *= np.sqrt(2.0 / np.pi)
+        np.tanh(t, out=t)
+        t += 1.0
+        t *= x
+        t *= 0.5
+        return t
     if activation != "gelu":
         raise ValueError(f"activation {activation!r}: expected 'gelu' or 'gelu_new'")
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
