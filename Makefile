@@ -102,7 +102,10 @@ clean-results:
 # ~10 s a run, is left to make test.)
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q mutmut==3.8.1
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
+	# one BLAS thread: mutmut forks its children from a parent whose tests started BLAS/torch thread pools, and
+	# forked children then hung (idle until their timeouts) from loss_ladder's mutants on; with one thread they don't
+	PATH=$(abspath $(BIN)):$$PATH OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	  $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python tests/mutation_score.py
 
 # Deliberate single bugs checked against the tests that must catch them (tests/mutants.py; a few minutes).
