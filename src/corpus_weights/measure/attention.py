@@ -331,7 +331,7 @@ def forward_attention(weights: dict, tokens: np.ndarray, n_head: int, logits: bo
     B, T = tok.shape
     weights = as_float64(weights)
     f = lambda k: weights[k]  # noqa: E731
-    b = lambda k: np.asarray(weights[k], dtype=np.float64) if k in weights else 0.0  # noqa: E731
+    b = lambda k: weights.get(k, 0.0)  # noqa: E731
     x = f("W_E")[tok] + f("W_pos")[:T][None]
     d = x.shape[-1]
     dh = d // n_head
@@ -655,8 +655,8 @@ def attention_heads(weights: dict, C, top_idx: np.ndarray, n_head: int, *, step0
     Q, K, keys = head_weights(weights, n_head)
     draws = rotation_draws(Q.shape[-1], n_draws, seed)
     rng = np.random.default_rng([seed, 21])
-    kept = 0 if val_ids is None else min(fpr_models, fpr_models if functional_fpr_models is None
-                                         else int(functional_fpr_models))
+    kept = (0 if val_ids is None else fpr_models if functional_fpr_models is None
+            else min(fpr_models, int(functional_fpr_models)))
     M_norms = np.linalg.norm(np.swapaxes(Q, 1, 2) @ K, axis=(1, 2)) / np.sqrt(Q.shape[1])
     planted = planted_routing_head(ts, Q.shape[1], float(np.median(M_norms)))
     Q0, K0 = head_weights(step0, n_head)[:2] if step0 is not None else (None, None)
