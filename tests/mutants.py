@@ -26,6 +26,7 @@ LIB = "src/corpus_weights/"
 TRAINING_SEM = "tests/test_training_semantics.py"
 CORPUS_SEM = "tests/test_corpus_semantics.py"
 DAG = "tests/test_dag_wiring.py"
+METRICS = "tests/test_metrics_assembly.py"
 SKIP = {".git", ".venv", "results", ".snakemake", "mutants", "resources/corpus", "benchmarks/out", "logs"}
 
 MUTANTS = {
@@ -179,6 +180,35 @@ MUTANTS = {
     "corpus ladder evaluated on train": ("workflow/rules/corpus.smk",
                                          '        val=result_path("val_tokens"),\n        meta=',
                                          '        val=result_path("train_tokens"),\n        meta=', DAG),
+    # issue 24: metrics.json as wiring (tests/test_metrics_assembly.py, collect_metrics / run_card / load_inputs)
+    "gates read the headline model's alignment": (LIB + "report/metrics.py", 'alignment=results[lab]["alignment"]',
+                                                  'alignment=results[main_label]["alignment"]', METRICS),
+    "training table names a run by its step-0 model": (
+        LIB + "report/metrics.py", 'model_of = {m["run"]: label for label, m in models.items() if m["role"] != Role.STEP0}',
+        'model_of = {m["run"]: label for label, m in models.items()}', METRICS),
+    "note protocol of the first model listed": (LIB + "report/metrics.py",
+                                                'metrics["note_protocol"] = models[main_label]["note_protocol"]',
+                                                'metrics["note_protocol"] = next(iter(models.values()))["note_protocol"]',
+                                                METRICS),
+    "W_E spectrum of the first model listed": (LIB + "report/metrics.py",
+                                               'spectra_metrics(data["spectra"], data["main_res"]["weight_spectra"])',
+                                               'spectra_metrics(data["spectra"], next(iter(results.values()))'
+                                               '["weight_spectra"])', METRICS),
+    "intervention gate against the bigram CE": (LIB + "report/metrics.py",
+                                                'models[main_label]["corrected"]["ladder"]["unigram_ce"])',
+                                                'models[main_label]["corrected"]["ladder"]["bigram_ce"])', METRICS),
+    "trajectory jobs timed as analysis": (LIB + "report/metrics.py",
+                                          'ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections")',
+                                          'ANALYSIS_RULES = ("align", "measure", "attention", "fit_projections", '
+                                          '"trajectory")', METRICS),
+    "headline model = the first listed": (LIB + "report/metrics.py",
+                                          'main_label = next(mdl["label"] for mdl in params["models"] if mdl["role"] == '
+                                          'Role.MAIN)', 'main_label = params["models"][0]["label"]', METRICS),
+    "training summaries paired with another run's log": (
+        LIB + "report/metrics.py", 'zip(params["runs"], inputs["train_logs"], inputs["train_summaries"])',
+        'zip(params["runs"], inputs["train_logs"], reversed(inputs["train_summaries"]))', METRICS),
+    "token count from the corpus manifest": (LIB + "report/metrics.py", '"n_tokens": meta.get("n_tokens")',
+                                             '"n_tokens": manifest.get("n_tokens")', METRICS),
 }
 
 
