@@ -209,6 +209,19 @@ MUTANTS = {
         'zip(params["runs"], inputs["train_logs"], reversed(inputs["train_summaries"]))', METRICS),
     "token count from the corpus manifest": (LIB + "report/metrics.py", '"n_tokens": meta.get("n_tokens")',
                                              '"n_tokens": manifest.get("n_tokens")', METRICS),
+    # issue 24: which null and which statistic each verdict reads (tests/test_verdicts.py, cards as reviewed)
+    "basis card's null from the last seed": (LIB + "report/verdicts.py",
+                                             'null = (f"{fmt(tests[0][\'null_mean\'])} ± {fmt(tests[0][\'null_sd\'])}',
+                                             'null = (f"{fmt(tests[-1][\'null_mean\'])} ± {fmt(tests[0][\'null_sd\'])}',
+                                             "tests/test_verdicts.py"),
+    "intervention helps when the CI's lower end is below 0": (LIB + "report/verdicts.py",
+                                                              "helps = ci is not None and ci[1] < 0",
+                                                              "helps = ci is not None and ci[0] < 0",
+                                                              "tests/test_verdicts.py"),
+    "note cosines inside the null at |z| = 3": (LIB + "report/verdicts.py",
+                                                 'return sd > 0 and all(abs(c - mu) / sd < T["inside_null_z"] for c in cos)',
+                                                 'return sd > 0 and all(abs(c - mu) / sd <= T["inside_null_z"] for c in '
+                                                 'cos)', "tests/test_verdicts.py"),
 }
 
 

@@ -256,3 +256,169 @@ def test_attention_routing_only_beyond_the_token_shuffled_control(control, expec
     assert f"token-shuffled control (shuffled): {control} / 32" in v["statistic"]
     if expected == R.NOT_DEMONSTRATED:
         assert "cannot learn bigram routing, shows 16" in v["finding"]
+
+
+# --- the cards as the report prints them: every field of every verdict, per branch of its rule ---------------------
+# The expected cards are tests/data/verdict_cards.json, written by `python tests/test_verdicts.py --write-cards` and
+# read by hand before committing (each scenario's texts must say what its numbers say). A change to a card's wording
+# shows here as a diff to review, not as a silent change of what the report tells its reader.
+
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from corpus_weights.report.verdicts import (fmt, intervention_verdict, k_mapping, mean_sd, pm,  # noqa: E402
+                                            seeds_text)
+
+CARDS = Path(__file__).parent / "data" / "verdict_cards.json"
+
+
+def _shuffled(sig):
+    return {"role": "shuffled", "corrected": {"attention": attention(sig=sig, fn_sig=1)}, "note_protocol": {}}
+
+
+def _failing_g1():
+    from test_gates import passing_models
+    models = passing_models()
+    models[1]["ladder"].update(learned_fraction=0.31)
+    return evaluate_gates(models)
+
+
+def card_scenarios() -> dict:
+    """Each scenario: the metrics a verdict reads, built so that every value on the card is distinct."""
+    s = {}
+    s["basis supported, attention routes, l0 supported"] = metrics(mains=[
+        main(0, l0=0.61, basis=dict(z=5.25, planted_z=6.5, share=0.625, null=0.5)),
+        main(1, l0=0.55, basis=dict(z=4.75, planted_z=7.25, share=0.6375, null=0.5125))])
+    s["basis contradicted, attention supported, l0 contradicted"] = metrics(d=96, mains=[
+        main(0, l0=0.11, basis=dict(z=0.5, planted_z=6.5), attention=dict(sig=0, fn_sig=0)),
+        main(1, l0=0.09, basis=dict(z=-1.25, planted_z=5.5), attention=dict(sig=0, fn_sig=0))])
+    s["basis and l0 not demonstrated (seeds disagree), attention uncalibrated"] = metrics(mains=[
+        main(0, l0=0.61, basis=dict(z=5.5, planted_z=6.0), attention=dict(fpr=0.3)),
+        main(1, l0=0.09, basis=dict(z=1.5, planted_z=6.0), attention=dict(fpr=0.3))])
+    s["basis not powered, attention not powered"] = metrics(mains=[
+        main(0, basis=dict(z=0.25, planted_z=2.5), attention=dict(sig=0, fn_sig=0, planted=False)),
+        main(1, basis=dict(z=0.75, planted_z=1.5), attention=dict(sig=0, fn_sig=0, planted=False))])
+    m = metrics(mains=[main(0, attention=dict(sig=2, fn_sig=0)), main(1, attention=dict(sig=3, fn_sig=0))])
+    m["models"]["shuffled"] = _shuffled(4)
+    s["attention unspecific (the shuffled control shows more heads)"] = m
+    m = metrics(mains=[main(0, attention=dict(sig=5, fn_sig=0)), main(1, attention=dict(sig=6, fn_sig=0))])
+    m["models"]["shuffled"] = _shuffled(1)
+    s["attention beyond the shuffled control, nothing on text"] = m
+    m = metrics(gates=_failing_g1(), mains=[main(0, basis=dict(z=0.5)), main(1, basis=dict(z=0.5))])
+    m["note_protocol"].update(qk_cosines=[0.1, -0.002], r2_direct=-0.5, r2_random=-0.25, cos_direct=0.25,
+                              cos_random=0.375)
+    m["spectra"].update(pr_symmetric=1.5, pr_symmetric_abs=24.0)
+    s["withheld by G1; note cosines outside their null; norm-matched off the identity"] = m
+    m = metrics(mains=[main(0, l0=0.61)])
+    m["config"]["n_layer"] = 1
+    s["one seed; the depth the note's reading gives"] = m
+    return s
+
+
+def intervention_scenarios() -> dict:
+    def diffs(corpus_mean, ci, permuted_mean):
+        return {"final_val_loss": {"corpus": {"mean": corpus_mean, "ci95": ci},
+                                   "corpus_permuted": {"mean": permuted_mean}}}
+    return {"helps, identities matter": (diffs(-0.125, [-0.25, -0.0625], 0.0625), None),
+            "helps, permuted rows help more": (diffs(-0.125, [-0.25, -0.0625], -0.5), None),
+            "hurts": (diffs(0.375, [0.125, 0.625], None), None),
+            "interval across zero": (diffs(-0.0625, [-0.25, 0.125], 0.5), None),
+            "one seed: no interval": ({"final_val_loss": {"corpus": {"mean": -0.125, "ci95": None}}}, None),
+            "no corpus variant": ({"final_val_loss": {}}, None),
+            "withheld": (diffs(-0.125, [-0.25, -0.0625], 0.0625), "G1 fails for corpus-s1")}
+
+
+def all_cards() -> dict:
+    out = {name: all_verdicts(m, NOTE) for name, m in card_scenarios().items()}
+    out.update({f"intervention: {name}": [intervention_verdict(d, reason)]
+                for name, (d, reason) in intervention_scenarios().items()})
+    return json.loads(json.dumps(out))  # as metrics.json stores them
+
+
+def test_every_card_field_as_reviewed():
+    expected = json.loads(CARDS.read_text())
+    got = all_cards()
+    assert sorted(got) == sorted(expected)
+    for scenario, cards in got.items():
+        assert len(cards) == len(expected[scenario]), scenario
+        for card, want in zip(cards, expected[scenario]):
+            for key in sorted(set(card) | set(want)):
+                assert card.get(key, "<missing>") == want.get(key, "<missing>"), (scenario, card["id"], key)
+
+
+def test_the_scenarios_reach_every_conclusion():
+    seen = {(c["id"], c["conclusion_ungated"]) for cards in all_cards().values() for c in cards}
+    for claim in ("corpus_basis", "attention", "l0_alignment", "intervention"):
+        for conclusion in (R.SUPPORTED, R.CONTRADICTED, R.NOT_DEMONSTRATED):
+            assert (claim, conclusion) in seen, (claim, conclusion)
+    statuses = {(c["id"], c["conclusion"]) for cards in all_cards().values() for c in cards}
+    assert ("corpus_basis", R.WITHHELD) in statuses and ("intervention", R.WITHHELD) in statuses
+
+
+def test_fmt_by_hand():
+    assert fmt(None) == "—" and fmt("text") == "text" and fmt(float("nan")) == "—" and fmt(float("inf")) == "—"
+    assert fmt(1234567) == "1,234,567" and fmt(True) == "1.000"  # a bool is not a count
+    assert fmt([0.5, None, 3]) == "[0.500, —, 3]"
+    assert fmt([0.12345], 2) == "[0.12]"
+    assert fmt(999.5) == "999.500" and fmt(1000.0) == "1,000" and fmt(123456789.4) == "123,456,789"
+    assert fmt(1e9) == "1e+09" and fmt(999999999.0) == "999,999,999"
+    assert fmt(0.0) == "0.000" and fmt(0.001) == "0.001" and fmt(0.000999) == "0.000999"
+    assert fmt(0.0099, 2) == "0.0099" and fmt(0.01, 2) == "0.01" and fmt(-0.25) == "-0.250"
+    assert fmt(1.5) == "1.500" and fmt(2.5, 1) == "2.5"
+
+
+def test_pm_mean_sd_and_seeds_text_by_hand():
+    assert pm({"mean": 0.5, "sd": None}) == "0.500" and pm({"mean": 0.5}) == "0.500"
+    assert pm({"mean": 0.5, "sd": 0.25}) == "0.500 ± 0.250"
+    assert pm({"mean": 0.5, "sd": 0.25}, 2, spans="2 seeds") == "0.50 ± 0.25 (sd over 2 seeds)"
+    assert pm({"mean": 0.123456}, 2) == "0.12"
+    assert mean_sd([]) == {"mean": None, "sd": None, "n": 0}
+    assert mean_sd([None, float("nan")]) == {"mean": None, "sd": None, "n": 0}
+    assert mean_sd([2.0, None]) == {"mean": 2.0, "sd": None, "n": 1}
+    assert mean_sd([1.0, 2.0, float("nan"), 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}
+    assert (seeds_text(1), seeds_text(2), seeds_text(0)) == ("1 seed", "2 seeds", "0 seeds")
+
+
+def test_k_mapping_by_hand():
+    note = {"K": 32, "accounting": {"d": 256}}
+    assert k_mapping({"config": {"d_model": 64}, "K": 8}, note) == "K = 8 of d = 64 (K/d = 0.125, the note’s 32/256)"
+    assert k_mapping({"config": {"d_model": 96}, "K": 8}, note) == (
+        "K = 8 of d = 96 (K/d = 0.083); the note: K = 32 of d = 256 (K/d = 0.125) — not the same K/d")
+
+
+def test_note_cosines_inside_their_null_at_the_bound():
+    from corpus_weights.report.verdicts import _note_cosines_inside_null
+    z = R.VERDICT_THRESHOLDS["inside_null_z"]
+    assert _note_cosines_inside_null({"qk_cosines": [0.5 + 0.25 * z * 0.999, 0.5], "qk_cosine_null_mean": 0.5,
+                                      "qk_cosine_null_sd": 0.25})
+    assert not _note_cosines_inside_null({"qk_cosines": [0.5, 0.5 + 0.25 * z], "qk_cosine_null_mean": 0.5,
+                                          "qk_cosine_null_sd": 0.25})
+    assert not _note_cosines_inside_null({"qk_cosines": [0.5 - 0.25 * z * 1.001], "qk_cosine_null_mean": 0.5,
+                                          "qk_cosine_null_sd": 0.25})
+    assert not _note_cosines_inside_null({"qk_cosines": [0.0], "qk_cosine_null_mean": 0.0, "qk_cosine_null_sd": 0.0})
+    for key in ("qk_cosines", "qk_cosine_null_mean", "qk_cosine_null_sd"):
+        values = {"qk_cosines": [0.0], "qk_cosine_null_mean": 0.0, "qk_cosine_null_sd": 1.0}
+        del values[key]
+        with pytest.raises(MissingValue, match=f"^{key} is missing from note_protocol$"):
+            _note_cosines_inside_null(values)
+
+
+def test_every_required_value_is_named_with_its_place():
+    from corpus_weights.report import verdicts as V
+    with pytest.raises(KeyError, match="^'metrics: no main model among step0, x'$"):
+        V.main_models({"models": {"step0": {"role": "step0"}, "x": {"role": "shuffled"}}})
+    with pytest.raises(MissingValue, match=r"^corpus_basis_test is missing from models\.m\.corrected$"):
+        V.basis_test("m", {"corrected": {}})
+    with pytest.raises(MissingValue, match=r"^attention is missing from models\.m\.corrected$"):
+        V.attention_test("m", {"corrected": {}})
+    with pytest.raises(MissingValue, match=r"^heads is missing from models\.m\.corrected\.attention$"):
+        V.attention_test("m", {"corrected": {"attention": {}}})
+    t = V.basis_test("m", {"corrected": {"corpus_basis_test": basis_test(z=5.0, planted_z=6.0)}})
+    assert (t["planted_z"], t["mde"]) == (6.0, 0.04)
+
+
+if __name__ == "__main__" and "--write-cards" in sys.argv:
+    CARDS.parent.mkdir(exist_ok=True)
+    CARDS.write_text(json.dumps(all_cards(), indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {CARDS}")

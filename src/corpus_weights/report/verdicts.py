@@ -252,9 +252,11 @@ def attention_verdict(m: dict, note: dict, gates: dict) -> dict:
                       f"the same embedding give ({pos} significant heads over seeds towards likely predecessors, {neg} "
                       f"away from them); the note's cosines are inside their null and could not have shown it. "
                       + (f"On real text, with positions and the residual stream, {fun} head(s) are significant."
-                         if fun else "On real text, with positions and the residual stream, no head is significant "
-                                     "(that test's planted head is detected with less margin): the effect is in the "
-                                     "heads' token-space form, not shown in the attention the model places on text."),
+                         if fun else f"On real text, with positions and the residual stream, no head is significant "
+                                     f"(a planted routing head reaches z = "
+                                     f"{', '.join(fmt(t['functional.planted_z'], 2) for t in tests)} there): the "
+                                     f"effect is in the heads' token-space form, not shown in the attention the model "
+                                     f"places on text."),
         SUPPORTED: "No head's trained W_Q/W_K route by the corpus's preceding-token statistics beyond random ones, "
                    "and the test detects a planted routing head at this size.",
         NOT_DEMONSTRATED: ("The decision rule's false-positive rate is above its bound on this run, so no conclusion."
@@ -290,7 +292,8 @@ def depth_verdict(m: dict, note: dict, gates: dict) -> dict:
     statistic = "; ".join(f"{names[k]}: PR {fmt(pr[k])} → L_opt {l_opt.get(k, '—')}" for k in keys)
     finding = (f"L_opt = ceil(PR/3) ranges over {sorted(set(l_opt.values()))} depending on which corpus matrix and which "
                f"power of its spectrum is fed to it; the real depth is {depth}"
-               + (f", which the {', '.join(names[k] for k in matching)} reading happens to give" if matching else "")
+               + (f", which the {' and the '.join(names[k] for k in matching)} reading"
+                  f"{'s happen' if len(matching) > 1 else ' happens'} to give" if matching else "")
                + ". Whether the formula predicts the best depth can only be tested by training models of several "
                  "depths on the same corpus (this run trains one depth), so the claim is not demonstrated either way.")
     return _verdict("depth", f"The depth formula fails: PR of the symmetric corpus matrix ≈ {note['pr_symmetric']} "
