@@ -442,6 +442,7 @@ def test_load_inputs_maps_every_declared_file_to_its_model_and_run(tmp_path):
         params["models"].append({"label": label, "role": role, "files": files})
     data = load_inputs(inputs, params)
     assert data["main_label"] == "main-s1" and data["labels"] == ["step0", "main-s1", "main-s0"]
+    assert data["cfg"] is params["config"]
     assert (data["K"], data["K_list"], data["d"]) == (K, [4, K], D)
     assert data["manifest"] == {"n_words": 5} and data["tokens_meta"] == {"vocab_size": 300}
     assert data["spectra"].equals(corpus_spectra())
@@ -453,6 +454,7 @@ def test_load_inputs_maps_every_declared_file_to_its_model_and_run(tmp_path):
         assert got["alignment"]["vocab_map_heldout_r2"] == full_results(label, role, seed, run, off)["alignment"][
             "vocab_map_heldout_r2"]
         assert int(got["attention"]["head"].iloc[0]) == len(label)
+        assert got["weight_spectra"].equals(full_results(label, role, seed, run, off)["weight_spectra"])
         assert sorted(got["projections"].K.unique()) == [4, K] and got["projections"].index.is_unique
         assert model_metrics(got, K)["corrected"]["projection_share"] == model_metrics(
             full_results(label, role, seed, run, off), K)["corrected"]["projection_share"]
@@ -463,3 +465,104 @@ def test_load_inputs_maps_every_declared_file_to_its_model_and_run(tmp_path):
     bare = load_inputs({k: v for k, v in inputs.items() if k not in ("intervention", "trajectories")},
                        {k: v for k, v in params.items() if k != "trajectory_runs"})
     assert bare["intervention"] == [] and bare["trajectories"] == {}
+
+
+def test_collect_metrics_passes_seeds_budgets_and_origin_to_the_gates(tmp_path):
+    data = run_data()
+    data["results"]["main-s1"]["summary"]["tokens"] = 2000  # unequal budgets: G4
+    gates = collect_metrics(data, {})["gates"]
+    assert not gates["G4"]["passed"] and [g for g, v in gates.items() if not v["passed"]] == ["G4"]
+    data = run_data()
+    assert collect_metrics(data, {})["gates"]["G4"]["values"][0]["seeds"] == [0, 1]
+    data["results"]["main-s1"]["summary"]["seed"] = 7  # each model's own seed reaches the gate's record
+    assert collect_metrics(data, {})["gates"]["G4"]["values"][0]["seeds"] == [0, 7]
+    data = run_data()
+    for label in ("main-s0", "main-s1", "step0"):
+        data["results"][label]["summary"]["source"] = "checkpoint"
+    del data["results"]["shuffled"]  # a checkpoint has no shuffled twin: G2's shuffled part not applicable
+    gates = collect_metrics(data, {})["gates"]
+    assert gates["G2"]["passed"] is True, gates["G2"]
+    m = collect_metrics(run_data(), {})
+    assert m["schema"] == "corpus-weights metrics v2 (docs/metrics.md)"
+
+
+def test_analysis_time_with_a_job_missing_its_cpu_time(tmp_path):
+    jobs = bench_jobs(tmp_path)
+    (tmp_path / "0.tsv").write_text("s\th:m:s\n10.5\t0:00:10\n")  # align without cpu_time: counts 0 s
+    a = collect_metrics(run_data(), {"benchmarks": jobs})["analysis"]
+    assert a["cpu_seconds"] == pytest.approx(61.0) and a["jobs"] == 4
+    for name, cpu in (("1", 0.5), ("2", 0.0), ("3", 0.0)):
+        (tmp_path / f"{name}.tsv").write_text(f"s\th:m:s\tmax_rss\tcpu_time\n1.0\t0:00:01\t1.0\t{cpu}\n")
+    (tmp_path / "0.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n1.0\t0:00:01\t1.0\t0.0\n")
+    a = collect_metrics(run_data(), {"benchmarks": jobs})["analysis"]
+    assert a["cpu_seconds"] == pytest.approx(0.5) and a["trajectory_over_analysis"] == pytest.approx(7.1 / 0.5)
+    (tmp_path / "1.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n1.0\t0:00:01\t1.0\t0.0\n")
+    assert collect_metrics(run_data(), {"benchmarks": jobs})["analysis"]["trajectory_over_analysis"] is None
+
+
+def test_benchmark_rows_go_on_past_a_missing_file(tmp_path):
+    jobs = bench_jobs(tmp_path)
+    jobs.insert(1, {"rule": "gone", "job": "z", "path": tmp_path / "missing.tsv"})
+    assert [r["rule"] for r in _benchmark_table(jobs)] == ["align", "measure", "attention", "fit_projections",
+                                                           "train", "trajectory", "trajectory"]
+
+
+def test_intervention_block_field_by_field():
+    unigram = 5.0
+    good = [run(v, s, 3.0 + 0.25 * s, 0.9, to_bigram=1000 + 100 * s) for v in ("random", "corpus") for s in (0, 1)]
+    iv = intervention_metrics(good, unigram)
+    assert set(iv) == {"variants", "seeds", "per_variant", "differences", "gate", "verdict", "runs"}
+    assert iv["runs"] is good
+    corpus = iv["per_variant"]["corpus"]
+    assert set(corpus) == {"final_val_loss", "learned_fraction", "tokens_to_bigram", "tokens_to_random_final",
+                           "reached_bigram", "share_by_snapshot"}
+    assert corpus["final_val_loss"] == {"mean": pytest.approx(3.125), "sd": pytest.approx(0.25 / np.sqrt(2))}
+    assert corpus["learned_fraction"] == {"mean": pytest.approx(0.9), "sd": pytest.approx(0.0)}
+    assert corpus["tokens_to_bigram"]["mean"] == pytest.approx(1050.0)
+    assert corpus["tokens_to_random_final"] == {"mean": 500.0, "sd": 0.0}
+    assert set(iv["differences"]) == {"final_val_loss", "tokens_to_bigram", "tokens_to_random_final"}
+    assert iv["differences"]["tokens_to_bigram"]["corpus"]["diffs"] == [0.0, 0.0]
+    bad = [*good[:2], run("corpus", 0, 4.99, 0.0, None), run("corpus", 1, 4.99, 0.0, None)]
+    assert intervention_metrics(bad, unigram)["gate"]["reason"] == "G1 fails for corpus-s0, corpus-s1"
+
+
+def test_seed_statistics_with_missing_values_and_no_main_model():
+    models = models_of_a_run()
+    models["main-s1"]["corrected"]["projection_share_sd"][Basis.CORPUS_NULL] = None
+    models["main-s1"]["corrected"]["projection_share_p_vs_null"] = None
+    models["main-s1"]["corrected"]["corpus_basis_test"]["z_total"] = None
+    s = seed_statistics(models)
+    assert (s["share_corpus_null_draw_sd"], s["p_vs_null_max"], s["z_total_min"]) == (None, None, None)
+    none = seed_statistics({k: v for k, v in models.items() if v["role"] != Role.MAIN})
+    assert none["null_draws"] == 0 and none["p_vs_null_max"] is None and none["z_total_min"] is None
+    assert none["share_corpus_null_draw_sd"] is None and none["val_loss"] == {"mean": None, "sd": None,
+                                                                              "n_seeds": 0}
+
+
+def test_standing_at_the_bigram_line_and_after_other_roles():
+    models = models_of_a_run()
+    order = {k: models[k] for k in ("step0", "shuffled", "main-s0", "main-s1")}  # mains listed last
+    order["main-s1"]["corrected"]["ladder"] = {"val_loss": 4.0, "unigram_ce": 5.0, "bigram_ce": 4.0}
+    rows = {r["model"]: r for r in standing(order)}
+    assert set(rows) == {"main-s0", "main-s1"}
+    assert rows["main-s1"]["below_bigram"] is False and rows["main-s1"]["bigram_margin"] == 0.0
+
+
+def test_spectra_missing_nan_and_named():
+    from corpus_weights.core.ids import MissingValue
+    from corpus_weights.report.metrics import spectra_metrics
+    spectra = corpus_spectra()
+    spectra.loc[spectra["name"] == list(CORPUS_SPECTRA.values())[3], "pr"] = np.nan
+    out = spectra_metrics(spectra, pd.DataFrame([{"name": WE_COVARIANCE, "pr": 9.0}]))
+    key = list(CORPUS_SPECTRA)[3]
+    assert out[f"pr_{key}"] is None and out[f"L_opt_{key}"] is None
+    assert out["pr_we_cov"] == 9.0 and out["L_opt_we_cov"] == 3
+    with pytest.raises(MissingValue, match=r"^spectrum '.*' is missing from corpus_stats/spectra\.parquet \(names"):
+        spectra_metrics(spectra.iloc[1:], pd.DataFrame([{"name": WE_COVARIANCE, "pr": 9.0}]))
+    with pytest.raises(MissingValue, match=r"^spectrum 'W_E.*' is missing from the main model's weight_spectra\.parquet"):
+        spectra_metrics(corpus_spectra(), pd.DataFrame([{"name": "other", "pr": 9.0}]))
+
+
+def test_planted_detected_unknown_without_its_column():
+    proj = projections().drop(columns=["planted_detected"])
+    assert corpus_basis_test(proj, K)["planted_detected"] is None

@@ -193,9 +193,9 @@ def test_a_missing_value_raises_naming_it(path, name):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = None
-    with pytest.raises(MissingValue, match=name) as err:
+    where = r"\.".join(["models", "main-s1", *path[:-1]])
+    with pytest.raises(MissingValue, match=f"^{name} is missing from {where}$"):
         all_verdicts(m, NOTE)
-    assert "main-s1" in str(err.value)
 
 
 def test_a_missing_spectrum_raises_naming_it():
@@ -416,6 +416,87 @@ def test_every_required_value_is_named_with_its_place():
         V.attention_test("m", {"corrected": {"attention": {}}})
     t = V.basis_test("m", {"corrected": {"corpus_basis_test": basis_test(z=5.0, planted_z=6.0)}})
     assert (t["planted_z"], t["mde"]) == (6.0, 0.04)
+
+
+def test_rules_at_their_bounds():
+    """Each verdict's comparisons exactly at the value where the rule turns (strict or not, as the rule says)."""
+    v = verdicts(metrics(mains=[main(0, basis=dict(z=5.0, share=0.5, null=0.5)), main(1)]))  # z > 3, no excess
+    assert v["corpus_basis"]["conclusion"] == R.NOT_DEMONSTRATED
+    at = R.VERDICT_THRESHOLDS["min_z"]
+    v = verdicts(metrics(mains=[main(0, basis=dict(z=0.5, planted_z=at)), main(1, basis=dict(z=0.5))]))
+    assert v["corpus_basis"]["conclusion"] == R.NOT_DEMONSTRATED  # a planted z of exactly 3 is not detected
+    # attention: one head, no shuffled control, is found; as many heads as the control is not
+    assert verdicts(metrics(mains=[main(0, attention=dict(sig=1)), main(1, attention=dict(sig=1))]))[
+        "attention"]["conclusion"] == R.CONTRADICTED
+    m = metrics(mains=[main(0, attention=dict(sig=1, fn_sig=0)), main(1, attention=dict(sig=1, fn_sig=0))])
+    m["models"]["shuffled"] = _shuffled(1)
+    card = verdicts(m)["attention"]
+    assert card["conclusion"] == R.NOT_DEMONSTRATED and "shows 1: the test also detects" in card["finding"]
+    assert card["finding"].endswith("On real text no head of the main models is significant.")
+    m = metrics(mains=[main(0, attention=dict(sig=2, fn_sig=1)), main(1, attention=dict(sig=2, fn_sig=0))])
+    m["models"]["shuffled"] = _shuffled(2)
+    m["models"]["shuffled-2"] = _shuffled(0)
+    card = verdicts(m)["attention"]
+    assert card["finding"].endswith("so it cannot tell routing here.")  # a head on text: no such sentence
+    assert card["statistic"].endswith("; the token-shuffled control (shuffled): 2 / 32 in token space, 1 on text; "
+                                      "the token-shuffled control (shuffled-2): 0 / 32 in token space, 1 on text")
+    m["models"]["shuffled"]["corrected"]["attention"]["token_space"]["significant"] = None
+    with pytest.raises(MissingValue, match=r"^significant is missing from models\.shuffled\.corrected\.attention\."
+                                           r"token_space$"):
+        all_verdicts(m, NOTE)
+    # depth: a PR of 0 gives no L_opt (shown as —)
+    m = metrics()
+    m["spectra"]["pr_symmetric"] = 0.0
+    card = verdicts(m)["depth"]
+    assert "0.000 → L_opt = — →" in card["number_text"]
+    assert card["statistic"].startswith("C + Cᵀ, squared eigenvalues: PR 0.000 → L_opt —;")
+    m["spectra"]["pr_ppmi"] = None
+    with pytest.raises(MissingValue, match="^pr_ppmi is missing from spectra$"):
+        all_verdicts(m, NOTE)
+
+
+def test_corpus_basis_power_missing_is_named_and_unmeasurable_power_said():
+    m = metrics(mains=[main(0, basis=dict(z=0.5)), main(1, basis=dict(z=0.5))])
+    m["models"]["main-s1"]["corrected"]["corpus_basis_test"]["planted_z"] = None
+    with pytest.raises(MissingValue, match=r"^planted_z is missing from models\.main-s1\.corrected\.corpus_basis_test$"):
+        all_verdicts(m, NOTE)
+    m = metrics()  # found in every seed: the power is not needed, and its absence is said
+    m["models"]["main-s1"]["corrected"]["corpus_basis_test"]["planted_z"] = None
+    card = verdicts(m)["corpus_basis"]
+    assert card["conclusion"] == R.SUPPORTED
+    assert "z = 6.00, — (NOT detected; not measurable where the share leaves no room); smallest" in card["power"]
+
+
+def test_norm_matched_reads_both_values_with_the_absolute_tolerance():
+    tol = R.VERDICT_THRESHOLDS["reproduce_abs_tol"]
+    for r2d, r2r, expected in [(NOTE["r2_direct"] + 0.9 * tol, NOTE["r2_random"] - 0.9 * tol, R.UNINFORMATIVE),
+                               (NOTE["r2_direct"], NOTE["r2_random"] + 1.1 * tol, R.DOES_NOT_REPRODUCE),
+                               (NOTE["r2_direct"] - 1.1 * tol, NOTE["r2_random"], R.DOES_NOT_REPRODUCE)]:
+        m = metrics()
+        m["note_protocol"].update(r2_direct=r2d, r2_random=r2r)
+        assert verdicts(m)["norm_matched"]["number"] == expected, (r2d, r2r)
+    for key in ("r2_direct", "r2_random"):
+        m = metrics()
+        m["note_protocol"][key] = None
+        with pytest.raises(MissingValue, match=f"^{key} is missing from note_protocol$"):
+            all_verdicts(m, NOTE)
+
+
+def test_intervention_rule_at_its_bounds():
+    def card(ci, corpus_mean=-0.125, permuted=0.0625):
+        d = {"final_val_loss": {"corpus": {"mean": corpus_mean, "ci95": ci}, "corpus_permuted": {"mean": permuted}}}
+        return intervention_verdict(d, None)["conclusion"]
+    assert card([-0.25, 0.0]) == R.NOT_DEMONSTRATED  # an interval ending at 0 does not lie below it
+    assert card([0.0, 0.25], 0.125) == R.NOT_DEMONSTRATED  # nor above it
+    assert card([-0.25, -0.0625], permuted=-0.125) == R.NOT_DEMONSTRATED  # permuted rows as good: not specific
+
+
+def test_two_failing_gates_are_named_together():
+    from corpus_weights.report.verdicts import withheld_reason
+    gates = {"G1": {"passed": False, "reason": "a"}, "G2": {"passed": False, "reason": "b"},
+             "G3": {"passed": None, "reason": "n/a"}, "G4": {"passed": True, "reason": None}}
+    assert withheld_reason("attention", gates) == "G1 — a; G2 — b"
+    assert withheld_reason("corpus_basis", gates) == "G1 — a"  # G3 not applicable: not failing
 
 
 if __name__ == "__main__" and "--write-cards" in sys.argv:
