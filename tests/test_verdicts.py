@@ -440,6 +440,9 @@ def test_rules_at_their_bounds():
     assert card["finding"].endswith("so it cannot tell routing here.")  # a head on text: no such sentence
     assert card["statistic"].endswith("; the token-shuffled control (shuffled): 2 / 32 in token space, 1 on text; "
                                       "the token-shuffled control (shuffled-2): 0 / 32 in token space, 1 on text")
+    m2 = metrics(mains=[main(0, attention=dict(sig=0, fn_sig=1)), main(1, attention=dict(sig=3, fn_sig=0))])
+    m2["models"]["shuffled"] = _shuffled(2)  # a seed without heads: the seeds disagree, whatever the control shows
+    assert verdicts(m2)["attention"]["finding"].startswith("The seeds disagree")
     m["models"]["shuffled"]["corrected"]["attention"]["token_space"]["significant"] = None
     with pytest.raises(MissingValue, match=r"^significant is missing from models\.shuffled\.corrected\.attention\."
                                            r"token_space$"):
