@@ -418,3 +418,90 @@ def test_the_intervention_reads_the_analysed_models_validation_loss(stopped):
     assert analysed_val_loss(log) == PLANTED_VAL[15]
     with pytest.raises(ValueError, match="no evaluation at step 7"):
         analysed_val_loss(log, 7)
+
+
+# ----------------------------------------------------------------------------- summary.json and log.parquet
+# (Each test trains inside its own body, not in a shared fixture, so that mutmut's test-to-function map sees it.)
+
+def test_summary_and_log_of_a_run_field_by_field(data, tmp_path):
+    from dataclasses import asdict
+
+    from corpus_weights.model import hardware
+    from corpus_weights.model.gpt import flops_per_token
+    rec = spied_run(data, tmp_path / "out", tmp_path / "state", cfg())
+    s = json.loads((rec["out"] / "summary.json").read_text())
+    log = pd.read_parquet(rec["out"] / "log.parquet")
+    assert list(log.columns) == training.LOG_COLUMNS  # and no index column
+    assert (log["step"].dtype, log["tokens"].dtype) == (np.dtype("int64"), np.dtype("int64"))
+    assert log["tokens"].tolist() == [step * B * C for step in log["step"]]
+    assert not list(rec["out"].glob("*.tmp")) and not (tmp_path / "state").exists()  # state removed after success
+    torch.manual_seed(0)
+    assert s["params"] == GPT(MC).n_params()
+    assert (s["steps"], s["planned_steps"], s["tokens"]) == (STEPS, STEPS, STEPS * B * C)
+    assert (s["batch_size"], s["context"], s["seed"], s["resumed_from_step"]) == (B, C, 0, 0)
+    assert (s["final_train_loss"], s["final_val_loss"]) == (log["train_loss"].iloc[-1], log["val_loss"].iloc[-1])
+    assert math.isfinite(s["tokens_per_s"]) and s["tokens_per_s"] > 0
+    assert (s["device"], s["device_name"], s["dtype"], s["compiled"]) == ("cpu", hardware.cpu_name(), "float32", False)
+    assert s["flops_per_token"] == flops_per_token(MC)
+    assert s["mfu"] == pytest.approx(s["flops_per_token"] * s["tokens_per_s"] / (s["matmul_peak_tflops"] * 1e12))
+    assert s["train_config"] == json.loads(json.dumps(asdict(cfg())))
+    assert s["model_config"] == json.loads(json.dumps(asdict(MC)))
+    assert {k: s[k] for k in ("early_stopping", "analysed_step")} == {"early_stopping": False, "analysed_step": STEPS}
+    assert "patience" not in s and "best_step" not in s
+    spied_run(data, tmp_path / "res", tmp_path / "st_res", cfg(), crash_at=12)
+    again = spied_run(data, tmp_path / "res", tmp_path / "st_res", cfg())
+    r = json.loads((again["out"] / "summary.json").read_text())
+    assert r["resumed_from_step"] == 12 and r["final_val_loss"] == s["final_val_loss"]
+
+
+def test_early_stopping_summary_and_a_snapshot_at_the_stop_step(data, tmp_path):
+    real_fracs = list(FRACS)
+    FRACS.append(0.75)  # a snapshot scheduled at step 15, where patience 1 stops: the model there, not the best
+    try:
+        rec = stopped_run(data, tmp_path / "p1", tmp_path / "st_p1", patience=1)
+    finally:
+        FRACS[:] = real_fracs
+    s = json.loads((rec["out"] / "summary.json").read_text())
+    assert {k: s[k] for k in ("early_stopping", "patience", "min_delta", "stopped_early", "stop_step", "best_step",
+                              "best_tokens", "best_val_loss", "analysed_step", "steps")} == dict(
+        early_stopping=True, patience=1, min_delta=0.0, stopped_early=True, stop_step=15, best_step=10,
+        best_tokens=10 * B * C, best_val_loss=4.0, analysed_step=10, steps=15)
+    assert s["tokens"] == 15 * B * C and s["planned_steps"] == STEPS
+    at_stop = load_file(str(rec["out"] / "snapshot_075.safetensors"))
+    assert all(torch.equal(at_stop[k], rec["state"][15][k]) for k in at_stop)
+    assert read_safetensors_step(rec["out"] / "snapshot_075.safetensors") == 15
+
+
+def test_summary_of_a_run_without_a_measured_interval(data, tmp_path):
+    run = training.Trainer(MC, cfg(), *data, log=lambda *_: None)
+    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lambda *_: None)
+    run.resume(ckpt)
+    run.record_start(ckpt)  # only step 0, whose tokens/s is NaN
+    s = training.summarise(run, [], 0.0)
+    assert math.isnan(s["tokens_per_s"]) and math.isnan(s["mfu"])
+    run.rows.append(dict(run.rows[0], tokens_per_s=123.0))
+    assert training.summarise(run, [float("nan")], 2.0)["tokens_per_s"] == 123.0  # the log's rows, when no interval
+    assert training.summarise(run, [5.0, 1.0, 6.0], 2.0)["tokens_per_s"] == 5.0  # the intervals' median first
+
+
+def test_loss_monitor_recent_and_mean():
+    mon = training.LossMonitor([], lambda it: 0.1)
+    assert math.isnan(mon.recent()) and math.isnan(mon.take_mean())
+    for it in range(25):
+        mon.add(it, torch.tensor(float(it)))
+    mon.flush()
+    assert mon.recent() == pytest.approx(np.mean(range(5, 25)))  # the last 20
+    assert mon.recent(3) == pytest.approx(23.0)
+    assert mon.take_mean() == pytest.approx(12.0) and mon.interval == []
+    mon.add(7, torch.tensor(float("inf")))
+    with pytest.raises(training.TrainingDiverged, match=r"non-finite loss \(inf\) at step 8 \(iteration 7, lr=0.1\)"):
+        mon.flush()
+
+
+def test_checkpointer_publish_names_a_missing_snapshot_and_remove_is_idempotent(tmp_path):
+    ckpt = training.Checkpointer(tmp_path / "state", "f", log=lambda *_: None)
+    with pytest.raises(RuntimeError, match=r"^snapshot 25 \(step 5\) missing from .*state/snapshots$"):
+        ckpt.publish(tmp_path / "out", {5: [25]})
+    ckpt.remove()
+    ckpt.remove()  # already gone (a person cleaned up): no error
+    assert not (tmp_path / "state").exists()
