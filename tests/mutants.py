@@ -222,6 +222,20 @@ MUTANTS = {
                                                  'return sd > 0 and all(abs(c - mu) / sd < T["inside_null_z"] for c in cos)',
                                                  'return sd > 0 and all(abs(c - mu) / sd <= T["inside_null_z"] for c in '
                                                  'cos)', "tests/test_verdicts.py"),
+    # issue 24: the trainer's record of a run (tests/test_training_semantics.py)
+    "summary tokens from the planned steps": (LIB + "model/training.py",
+                                              '"tokens": run.steps_run() * run.tokens_per_step',
+                                              '"tokens": run.total_steps * run.tokens_per_step', TRAINING_SEM),
+    "snapshot at the stop step replaced by the best model": (LIB + "model/training.py",
+                                                             "if s > stop_step or pct == 100:",
+                                                             "if s >= stop_step or pct == 100:", TRAINING_SEM),
+    "speed the mean of the intervals": (LIB + "model/training.py",
+                                        'tps = statistics.median(valid) if valid else float("nan")',
+                                        'tps = statistics.mean(valid) if valid else float("nan")', TRAINING_SEM),
+    "resume fingerprint blind to the seed": (LIB + "model/training.py",
+                                             'for k in ("threads", "checkpoint_every", "device", "dtype", "compile"):',
+                                             'for k in ("threads", "checkpoint_every", "device", "dtype", "compile", '
+                                             '"seed"):', TRAINING_SEM),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -505,3 +506,53 @@ def test_checkpointer_publish_names_a_missing_snapshot_and_remove_is_idempotent(
     ckpt.remove()
     ckpt.remove()  # already gone (a person cleaned up): no error
     assert not (tmp_path / "state").exists()
+
+
+def test_runtime_choices_by_hand():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for value, expected in [(True, True), (False, False), ("true", True), ("1", True), ("yes", True), ("TRUE", True),
+                            ("false", False), ("0", False), ("no", False), ("No", False)]:
+        assert training.resolve_compile(value, cpu, 10) == (expected, "configured"), value
+    assert training.resolve_compile("auto", cpu, 10_000) == (
+        False, "cpu auto: compile does not pay at this scale (see benchmarks/RESULTS.md)")
+    assert training.resolve_compile("auto", cuda, 300) == (True, "cuda auto: total_steps=300 >= 300")
+    assert training.resolve_compile("auto", cuda, 299) == (False, "cuda auto: total_steps=299 < 300")
+    with pytest.raises(ValueError, match="^unknown compile setting 'maybe'$"):
+        training.resolve_compile("maybe", cpu, 10)
+    assert training.resolve_device("cpu") == cpu and training.resolve_device("cuda:1") == torch.device("cuda:1")
+    assert training.resolve_device("auto") == (cuda if torch.cuda.is_available() else cpu)
+
+
+def test_the_resume_fingerprint_covers_what_changes_the_run_and_nothing_else(data):
+    base = training._fingerprint(MC, cfg(), {"dtype": "float32"}, [Path(p) for p in data])
+    assert len(base) == 16 and base == training._fingerprint(MC, cfg(), {"dtype": "float32"}, [Path(p) for p in data])
+    same = [cfg(threads=2), cfg(checkpoint_every=7), cfg(device="auto"), cfg(dtype="auto"), cfg(compile=True)]
+    for c in same:  # how the run is executed (the resolved device/dtype are in `resolved`), not what it computes
+        assert training._fingerprint(MC, c, {"dtype": "float32"}, [Path(p) for p in data]) == base, c
+    other = [(MC, cfg(lr=1e-3), {"dtype": "float32"}), (MC, cfg(seed=1), {"dtype": "float32"}),
+             (MC, cfg(tokens=B * C * 10), {"dtype": "float32"}), (MC, cfg(), {"dtype": "bfloat16"}),
+             (GPTConfig(vocab_size=V, n_layer=3, d_model=32, n_head=4, context=C), cfg(), {"dtype": "float32"})]
+    for mc, c, resolved in other:
+        assert training._fingerprint(mc, c, resolved, [Path(p) for p in data]) != base, (c, resolved)
+    assert training._fingerprint(MC, cfg(), {"dtype": "float32"}, [Path(data[0]), Path(data[0])]) != base
+
+
+def test_take_mean_empties_the_interval():
+    mon = training.LossMonitor([2.0, 4.0], lambda it: 0.1)
+    assert mon.take_mean() == 3.0 and mon.interval == [] and math.isnan(mon.take_mean())
+
+
+def test_eval_rows_and_progress_line(data, tmp_path):
+    lines = []
+    run = training.Trainer(MC, cfg(), *data, log=lines.append)
+    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lines.append)
+    run.resume(ckpt)
+    run.monitor = training.LossMonitor([1.5, 2.5], run.lr)
+    vl = run.record_eval(5, 0.002, 1000.0)
+    row = run.rows[-1]
+    assert vl == row["val_loss"] and row["step"] == 5 and row["tokens"] == 5 * B * C
+    assert (row["train_loss"], row["lr"], row["tokens_per_s"]) == (2.0, 0.002, 1000.0)
+    assert 0 <= row["elapsed_s"] < 60
+    eta = (STEPS - 5) * B * C / 1000.0
+    assert lines[-1] == (f"[train] step 5/{STEPS} train_loss=2.0000 val_loss={vl:.4f} lr=2.00e-03 tok/s=1,000 "
+                         f"elapsed={row['elapsed_s']:.0f}s eta={eta:.0f}s")
