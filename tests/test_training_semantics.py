@@ -556,3 +556,31 @@ def test_eval_rows_and_progress_line(data, tmp_path):
     eta = (STEPS - 5) * B * C / 1000.0
     assert lines[-1] == (f"[train] step 5/{STEPS} train_loss=2.0000 val_loss={vl:.4f} lr=2.00e-03 tok/s=1,000 "
                          f"elapsed={row['elapsed_s']:.0f}s eta={eta:.0f}s")
+
+
+def test_optimizer_groups_and_hyperparameters():
+    torch.manual_seed(0)
+    model = GPT(MC)
+    opt, params = training.build_optimizer(model, cfg(lr=2e-3, weight_decay=0.25), torch.device("cpu"))
+    decay, no_decay = opt.param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() != 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters())) == len(params)
+    assert [id(p) for p in params] == [id(p) for p in decay["params"] + no_decay["params"]]
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.25, 0.0)
+    for g in (decay, no_decay):
+        assert (g["lr"], g["betas"], g["eps"]) == (2e-3, (0.9, 0.95), 1e-8)
+    assert opt.defaults["fused"] is True  # torch's fused CPU kernel (the foreach fallback only where it is missing)
+
+
+def test_summary_records_the_runtime_and_its_reasons(data, tmp_path):
+    run = training.Trainer(MC, cfg(), *data, log=lambda *_: None)
+    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lambda *_: None)
+    run.resume(ckpt)
+    run.record_start(ckpt)
+    s = training.summarise(run, [1000.0], 2.0)
+    assert s["threads"] == torch.get_num_threads() and s["fingerprint"] == run.fingerprint
+    assert (s["dtype"], s["dtype_reason"]) == ("float32", "configured")
+    assert (s["compiled"], s["compile_reason"]) == (False, "configured")
+    assert s["flops_formula"].startswith("6*(V*d + 12*L*d^2) + 12*L*ctx*d")
+    assert s["mfu"] == s["flops_per_token"] * 1000.0 / 2e12
+    assert 0 <= s["elapsed_s"] < 60
