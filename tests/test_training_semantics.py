@@ -473,11 +473,17 @@ def test_early_stopping_summary_and_a_snapshot_at_the_stop_step(data, tmp_path):
     assert read_safetensors_step(rec["out"] / "snapshot_075.safetensors") == 15
 
 
-def test_summary_of_a_run_without_a_measured_interval(data, tmp_path):
-    run = training.Trainer(MC, cfg(), *data, log=lambda *_: None)
-    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lambda *_: None)
+def started_trainer(data, state_dir, log=lambda *_: None) -> "training.Trainer":
+    """A real Trainer after its start (step 0 evaluated and logged), without the loop: its records by hand."""
+    run = training.Trainer(MC, cfg(), *data, log=log)
+    ckpt = training.Checkpointer(state_dir, run.fingerprint, log=log)
     run.resume(ckpt)
-    run.record_start(ckpt)  # only step 0, whose tokens/s is NaN
+    run.record_start(ckpt)
+    return run
+
+
+def test_summary_of_a_run_without_a_measured_interval(data, tmp_path):
+    run = started_trainer(data, tmp_path / "state")  # only step 0, whose tokens/s is NaN
     s = training.summarise(run, [], 0.0)
     assert math.isnan(s["tokens_per_s"]) and math.isnan(s["mfu"])
     run.rows.append(dict(run.rows[0], tokens_per_s=123.0))
@@ -544,9 +550,7 @@ def test_take_mean_empties_the_interval():
 
 def test_eval_rows_and_progress_line(data, tmp_path):
     lines = []
-    run = training.Trainer(MC, cfg(), *data, log=lines.append)
-    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lines.append)
-    run.resume(ckpt)
+    run = started_trainer(data, tmp_path / "state", log=lines.append)
     run.monitor = training.LossMonitor([1.5, 2.5], run.lr)
     vl = run.record_eval(5, 0.002, 1000.0)
     row = run.rows[-1]
@@ -573,10 +577,7 @@ def test_optimizer_groups_and_hyperparameters():
 
 
 def test_summary_records_the_runtime_and_its_reasons(data, tmp_path):
-    run = training.Trainer(MC, cfg(), *data, log=lambda *_: None)
-    ckpt = training.Checkpointer(tmp_path / "state", run.fingerprint, log=lambda *_: None)
-    run.resume(ckpt)
-    run.record_start(ckpt)
+    run = started_trainer(data, tmp_path / "state")
     s = training.summarise(run, [1000.0], 2.0)
     assert s["threads"] == torch.get_num_threads() and s["fingerprint"] == run.fingerprint
     assert (s["dtype"], s["dtype_reason"]) == ("float32", "configured")
