@@ -467,6 +467,12 @@ def train_inputs(wildcards):
     return inputs
 
 
+def svd_gpus():
+    """GPUs asked for by the rules that run the corpus decompositions: one when analysis.svd_solver is torch and
+    analysis.svd_device is not cpu ('auto' on a node without CUDA falls back to CPU torch), else none."""
+    return int(ANALYSIS["svd_solver"] == "torch" and ANALYSIS["svd_device"] != "cpu")
+
+
 def measure_params():
     """Only the analysis keys each rule uses (editing another key does not rerun it)."""
     return {k: ANALYSIS[k] for k in ["top_n", "freq_bins", "permutations", "headline_K", "seed"]}

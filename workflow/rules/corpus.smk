@@ -90,6 +90,8 @@ rule corpus_stats:
         alpha=ANALYSIS["ppmi_alpha"],
         power=ANALYSIS["svd_power"],
         seed=ANALYSIS["seed"],
+        solver=ANALYSIS["svd_solver"],
+        device=ANALYSIS["svd_device"],
     log:
         res("logs/corpus_stats.log"),
     benchmark:
@@ -98,6 +100,7 @@ rule corpus_stats:
     resources:
         mem_mb=8000,
         runtime=30,
+        gpu=svd_gpus(),  # 1 with analysis.svd_solver: torch on CUDA (the profile's sbatch then asks for it)
     conda:
         "../envs/corpus-weights.yaml"
     script:

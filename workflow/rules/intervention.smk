@@ -16,6 +16,8 @@ rule init_embedding:
         power=ANALYSIS["svd_power"],
         freq_bins=ANALYSIS["freq_bins"],
         seed=ANALYSIS["seed"],
+        solver=ANALYSIS["svd_solver"],
+        device=ANALYSIS["svd_device"],
     wildcard_constraints:
         variant="corpus|corpus_permuted|shuffled_corpus",
     log:
@@ -26,6 +28,7 @@ rule init_embedding:
     resources:
         mem_mb=4000,
         runtime=10,
+        gpu=svd_gpus(),
     conda:
         "../envs/corpus-weights.yaml"
     script:

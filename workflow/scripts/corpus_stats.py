@@ -16,6 +16,10 @@ vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
 problems = width_problems(vocab_size, int(snakemake.params.dim))
 if problems:
     raise SystemExit(format_problems(problems, "the corpus is too small for this configuration"))
+solver = dict(solver=snakemake.params.solver, device="cpu")
+if solver["solver"] == "torch":  # the device is checked before any counting (cuda without a GPU stops here)
+    solver["device"] = cs.solver_device(snakemake.params.device, int(snakemake.threads))
+log.info("decompositions: %s on %s", solver["solver"], solver["device"])
 ids = np.load(snakemake.input.train, mmap_mode="r")  # read chunk by chunk, never copied whole
 counts = cs.bigram_counts(ids, vocab_size)
 pi = cs.unigram_distribution(ids, vocab_size)
@@ -26,7 +30,7 @@ log.info("stage saved counts: %s", snakemake.output.bigrams)
 ppmi = cs.ppmi(counts, alpha=float(snakemake.params.alpha))
 log.info("stage ppmi: %d nonzero", ppmi.nnz)
 E_in, E_out, singular_values = cs.ppmi_embeddings(ppmi, int(snakemake.params.dim), power=float(snakemake.params.power),
-                                                  seed=int(snakemake.params.seed))
+                                                  seed=int(snakemake.params.seed), **solver)
 del ppmi
 np.savez(snakemake.output.embeddings, E_in=E_in, E_out=E_out, singular_values=singular_values, pi=pi)
 log.info("stage ppmi svd: d=%d, top singular value %.4g", len(singular_values), singular_values[0])
@@ -36,7 +40,7 @@ eigvals, eigvecs = cs.eigh_desc(sigma)
 np.savez(snakemake.output.covariance, Sigma=sigma, mu=mu, eigvals=eigvals, eigvecs=eigvecs)
 log.info("stage covariance: done")
 
-symmetric = cs.symmetric_counts_spectrum_stats(counts)
+symmetric = cs.symmetric_counts_spectrum_stats(counts, **solver)
 log.info("stage C+C^T spectrum: top-%d |eigenvalues|", symmetric.get("truncated_top_k", 0))
 rows = [
     dict(spectrum_row(Spectrum.PPMI, singular_values, kind="singular")),

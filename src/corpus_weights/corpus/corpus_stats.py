@@ -34,6 +34,8 @@ __all__ = [
     "sparse_matmul",
     "top_abs_eigenvalues",
     "top_singular",
+    "SOLVERS",
+    "solver_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,12 +206,41 @@ ARPACK_SVD_TOL = 1e-4
 EIGSH_TOL = 1e-8
 
 
-def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True):
+#: Values of config key analysis.svd_solver: scipy's Lanczos solvers (CPU) or the block Krylov solver on torch
+#: tensors (corpus_weights.corpus.torch_svd; CUDA when rule corpus_stats gets a GPU, CPU torch otherwise).
+SOLVERS = ("scipy", "torch")
+
+
+def solver_device(device: str, threads: int = 1) -> str:
+    """The torch device of analysis.svd_device ('auto' → CUDA where torch sees one, else CPU torch with ``threads``
+    threads); 'cuda' on a machine without one is refused naming the key (before any work)."""
+    from .torch_svd import resolve_svd_device
+
+    resolved = resolve_svd_device(device)
+    if resolved == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+    return resolved
+
+
+def _check_solver(solver: str) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"analysis.svd_solver: expected one of {SOLVERS}, got {solver!r}")
+
+
+def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True, solver: str = "scipy",
+                 device: str = "cpu"):
     """The k largest singular triplets of a sparse matrix, descending; seeded, so deterministic for a given thread
-    count. Lanczos bidiagonalisation with partial reorthogonalisation (PROPACK through scipy's ``svds``) up to
+    count. ``solver="torch"`` runs :func:`corpus_weights.corpus.torch_svd.top_singular_torch` on ``device``
+    ('cpu' or 'cuda'); the rest of this docstring is the scipy path. Lanczos bidiagonalisation with partial reorthogonalisation (PROPACK through scipy's ``svds``) up to
     ``PROPACK_MAX_DIM``: it needs no implicit restarts and on the default corpus's PPMI matrix is 2x faster than
     ARPACK with the same values to ~1e-14 (the accuracy guard is a test); ARPACK beyond, where it is faster and
     lighter. Large products use every core. Returns ``(U, s, Vt)``, or ``s`` alone with ``vectors=False``."""
+    _check_solver(solver)
+    if solver == "torch":
+        from .torch_svd import top_singular_torch
+        return top_singular_torch(A, k, seed=seed, device=device, vectors=vectors)
     A = sp.csr_matrix(A, dtype=np.float64)
     k, want = int(k), bool(vectors)
     out = None
@@ -230,10 +261,15 @@ def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True):
     return U[:, order], s[order], Vt[order]
 
 
-def top_abs_eigenvalues(M: sp.spmatrix, k: int, seed: int = 0) -> np.ndarray:
+def top_abs_eigenvalues(M: sp.spmatrix, k: int, seed: int = 0, solver: str = "scipy",
+                        device: str = "cpu") -> np.ndarray:
     """The k largest |eigenvalues| of a sparse symmetric matrix, descending (= its top singular values), by
     symmetric Lanczos on M itself (ARPACK ``eigsh``, which="LM", seeded start vector): one product per step, and
-    M's spectrum rather than M²'s, so about 3x faster than ``svds`` on the default corpus, equal to ~1e-13."""
+    M's spectrum rather than M²'s, so about 3x faster than ``svds`` on the default corpus, equal to ~1e-13.
+    ``solver="torch"``: M's top singular values by the torch solver on ``device``."""
+    _check_solver(solver)
+    if solver == "torch":
+        return top_singular(M, k, seed=seed, vectors=False, solver=solver, device=device)
     M = sp.csr_matrix(M, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(M.shape[0])
     w = eigsh(_operator(M, symmetric=True), k=int(k), which="LM", v0=v0, return_eigenvectors=False, tol=EIGSH_TOL)
@@ -241,7 +277,7 @@ def top_abs_eigenvalues(M: sp.spmatrix, k: int, seed: int = 0) -> np.ndarray:
 
 
 def ppmi_embeddings(
-    P: sp.spmatrix, dim: int, power: float = 0.5, seed: int = 0
+    P: sp.spmatrix, dim: int, power: float = 0.5, seed: int = 0, solver: str = "scipy", device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Corpus embeddings from a truncated SVD of the PPMI matrix: ``P ~ U S V^T``.
 
@@ -264,7 +300,7 @@ def ppmi_embeddings(
     # matrices near full rank go through the dense path as well.
     use_svds = dim < kmax - 1 or (dim == kmax - 1 and kmax > DENSE_SVD_MAX)
     if use_svds:
-        U, s, Vt = top_singular(P, dim, seed=seed)
+        U, s, Vt = top_singular(P, dim, seed=seed, solver=solver, device=device)
         W = Vt.T
     else:
         if kmax > DENSE_SVD_MAX:
@@ -318,7 +354,8 @@ def eigh_desc(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w, Q
 
 
-def symmetric_counts_spectrum_stats(C: sp.spmatrix, k: int | None = None, seed: int = 0) -> dict:
+def symmetric_counts_spectrum_stats(C: sp.spmatrix, k: int | None = None, seed: int = 0, solver: str = "scipy",
+                                    device: str = "cpu") -> dict:
     """Spectrum statistics of the symmetric count matrix ``M = C + C^T`` without densifying.
 
     Exact (all eigenvalues, signed): ``sum(lambda) = trace(M)`` and
@@ -347,7 +384,7 @@ def symmetric_counts_spectrum_stats(C: sp.spmatrix, k: int | None = None, seed: 
     }
     kk = min(256, V - 2) if k is None else min(int(k), V - 2)
     if kk >= 1 and fro2 > 0:
-        s = top_abs_eigenvalues(M, kk, seed=seed)
+        s = top_abs_eigenvalues(M, kk, seed=seed, solver=solver, device=device)
         s2 = s**2
         out.update(
             {

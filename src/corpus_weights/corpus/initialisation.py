@@ -32,19 +32,21 @@ def scaled_to_random_norm(E: np.ndarray, std: float = INIT_STD) -> np.ndarray:
     return E * (std * np.sqrt(E.size) / norm)
 
 
-def corpus_embedding(ids: np.ndarray, vocab_size: int, d: int, alpha: float, power: float, seed: int) -> np.ndarray:
-    """E_in (V, d) of the PPMI-SVD embedding of a token stream."""
+def corpus_embedding(ids: np.ndarray, vocab_size: int, d: int, alpha: float, power: float, seed: int,
+                     solver: str = "scipy", device: str = "cpu") -> np.ndarray:
+    """E_in (V, d) of the PPMI-SVD embedding of a token stream (``solver``/``device``: see corpus_stats.top_singular)."""
     C = bigram_counts(ids, vocab_size)
-    return ppmi_embeddings(ppmi(C, alpha=alpha), d, power=power, seed=seed)[0]
+    return ppmi_embeddings(ppmi(C, alpha=alpha), d, power=power, seed=seed, solver=solver, device=device)[0]
 
 
 def initial_embedding(variant: str, train_ids: np.ndarray, shuffled_ids: np.ndarray, vocab_size: int, d: int,
-                      alpha: float = 0.75, power: float = 0.5, n_bins: int = 20, seed: int = 0) -> np.ndarray:
+                      alpha: float = 0.75, power: float = 0.5, n_bins: int = 20, seed: int = 0,
+                      solver: str = "scipy", device: str = "cpu") -> np.ndarray:
     """The (V, d) float32 initial W_E of a variant (not 'random', which needs no file)."""
     if variant not in VARIANTS or variant == "random":
         raise ValueError(f"unknown or file-less init variant {variant!r}; expected one of {VARIANTS[1:]}")
     source = shuffled_ids if variant == "shuffled_corpus" else train_ids
-    E = scaled_to_random_norm(corpus_embedding(source, vocab_size, d, alpha, power, seed))
+    E = scaled_to_random_norm(corpus_embedding(source, vocab_size, d, alpha, power, seed, solver, device))
     if variant == "corpus_permuted":
         counts = np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=vocab_size)
         p = binned_permutation(log_frequency_bins(counts, n_bins), np.random.default_rng([seed, 3]))
