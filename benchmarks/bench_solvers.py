@@ -2,6 +2,7 @@
 
     python benchmarks/bench_solvers.py --tokens 10000000 --ranks 64,256          # one size, two ranks
     python benchmarks/bench_solvers.py --tokens 100000000 --ranks 64 --budget 900
+    python benchmarks/bench_solvers.py --solvers arpack,torch:cuda   # the GPU path (analysis.svd_solver: torch)
 
 Token ids come straight from the scale benchmark's synthetic Zipf-Markov stream (benchmarks/synthetic_corpus.py,
 V = 50,000 by default; no text, no tokenizer), counted and PPMI-transformed by the library's own functions, so the
@@ -59,6 +60,9 @@ def solve(name: str, A: sp.csr_matrix, k: int, seed: int = 0):
         return svds(op, k=k, v0=v0, solver="arpack", random_state=seed, tol=cs.ARPACK_SVD_TOL)
     if name == "propack":  # what top_singular uses up to PROPACK_MAX_DIM
         return svds(op, k=k, solver="propack", random_state=seed, maxiter=min(min(A.shape), 4 * k + 64))
+    if name.startswith("torch"):  # analysis.svd_solver: torch — "torch" (CPU torch) or "torch:cuda"
+        from corpus_weights.corpus.torch_svd import top_singular_torch
+        return top_singular_torch(A, k, seed=seed, device=name.partition(":")[2] or "cpu")
     if name == "eigsh":  # symmetric Lanczos on M itself (C + Cᵀ): |eigenvalues| = singular values, values only
         s = cs.top_abs_eigenvalues(A, k, seed=seed)
         return None, s, None
@@ -137,7 +141,8 @@ def main():
     ap.add_argument("--tokens", type=int, nargs="+", default=[10_000_000])
     ap.add_argument("--vocab", type=int, default=50_000)
     ap.add_argument("--ranks", default="64,256")
-    ap.add_argument("--solvers", default="arpack,propack,eigsh")
+    ap.add_argument("--solvers", default="arpack,propack,eigsh",
+                    help="comma-separated: arpack, propack, eigsh (C + Cᵀ), torch (CPU torch), torch:cuda")
     ap.add_argument("--budget", type=int, default=900, help="seconds a solve may take before it is stopped")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "solvers.jsonl")
     args = ap.parse_args()

@@ -2,7 +2,9 @@
 # Prepared CUDA check (not yet run: no GPU was available when it was written).
 # 1) trainer-step vs baseline benchmark on CUDA (bf16 autocast, compile as "auto" would pick for a long run),
 # 2) a real train_model run of the default model on random tokens for ~2-3 minutes,
-#    printing tokens/s and MFU vs the card's measured bf16 matmul peak (and the datasheet dense peak).
+#    printing tokens/s and MFU vs the card's measured bf16 matmul peak (and the datasheet dense peak);
+# 3) the corpus decompositions on CUDA (analysis.svd_solver: torch) against ARPACK on the node's CPUs, 10 M tokens,
+#    V = 50 k, k = 96 and 256, every solve with the accuracy guard's residual (benchmarks/bench_solvers.py).
 # Usage: bash benchmarks/gpu_check.sh [python]   (from the repo root; writes to ${OUT:-/tmp}/gpu_check)
 set -euo pipefail
 PY=${1:-.venv/bin/python}
@@ -42,3 +44,7 @@ print(f"GPU {name}: {s['tokens_per_s']:,.0f} tok/s, MFU {s['mfu']:.1%} of measur
       f"({s['matmul_peak_tflops']:.0f} TFLOP/s), {s['flops_per_token'] * s['tokens_per_s'] / dpk:.1%} of datasheet "
       f"dense bf16 peak; wall {time.time() - t0:.0f}s")
 EOF
+
+# 3) corpus decompositions on the GPU vs ARPACK on this node's CPUs (each solve stopped after 150 s)
+timeout 420 "$PY" benchmarks/bench_solvers.py --tokens 10000000 --ranks 96,256 --solvers torch:cuda,arpack \
+  --budget 150 --out "$OUTDIR/solvers.jsonl" 2>&1 | tail -8 || echo "solver bench failed/timed out"
