@@ -130,6 +130,10 @@ def test_lr_schedule_by_hand():
     assert lr_at(1, STEPS, cfg(warmup_frac=0.05)) == pytest.approx(3e-3, rel=1e-12)
     assert lr_at(19, 100, cfg(warmup_frac=0.2)) == pytest.approx(3e-3 * 20 / 20, rel=1e-12)
     assert lr_at(9, 100, cfg(warmup_frac=0.2)) == pytest.approx(3e-3 * 10 / 20, rel=1e-12)
+    for s in range(STEPS + 1):  # without warm-up the cosine spans every step: step s is s / total of the way down
+        assert lr_at(s, STEPS, cfg(warmup_frac=0.0)) == pytest.approx(planted_lr(s, warm=0), rel=1e-12), s
+    # one step after a one-step warm-up: the cosine's whole span is that step, so the floor comes at step 2
+    assert lr_at(2, 2, cfg(warmup_frac=0.5)) == pytest.approx(3e-4, rel=1e-12)
 
 
 def test_the_optimiser_holds_the_planted_lr_at_every_step(runs):
@@ -585,3 +589,79 @@ def test_summary_records_the_runtime_and_its_reasons(data, tmp_path):
     assert s["flops_formula"].startswith("6*(V*d + 12*L*d^2) + 12*L*ctx*d")
     assert s["mfu"] == s["flops_per_token"] * 1000.0 / 2e12
     assert 0 <= s["elapsed_s"] < 60
+
+
+def test_gradients_are_clipped_at_grad_clip_every_step_and_only_when_it_is_set(data, tmp_path, monkeypatch):
+    """grad_clip is the max global norm of every step's gradient (the default 1.0 included); 0 or None: no clipping.
+    The spy checks that the norm after clipping is the bound wherever the raw norm exceeded it."""
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, **kw):
+        params = list(params)
+        total = real(params, max_norm, **kw)
+        after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        calls.append((max_norm, float(total), float(after)))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    for clip, expected in ((1.0, STEPS), (0.05, STEPS), (0.0, 0), (None, 0)):
+        calls.clear()
+        train_model(MC, cfg(grad_clip=clip, eval_every=20, checkpoint_every=0), *data, tmp_path / f"o{clip}",
+                    tmp_path / f"s{clip}", log=lambda *_: None)
+        assert len(calls) == expected and all(c[0] == clip for c in calls), (clip, calls[:3])
+        for bound, raw, after in calls:
+            assert after == pytest.approx(min(raw, bound), rel=1e-4), (bound, raw, after)
+        if clip == 0.05:
+            assert sum(raw > clip for _, raw, _ in calls) > STEPS // 2  # the bound was active
+
+
+def test_state_is_saved_every_checkpoint_every_steps_and_only_the_latest_is_kept(data, tmp_path, monkeypatch):
+    """Resume states at every multiple of checkpoint_every below the last step (none with 0); each replaces the one
+    before; its meta holds what a resumed run and a person reading it need."""
+    saved = []
+    real = training.Checkpointer.save
+
+    def spy(self, step, *args, **kwargs):
+        real(self, step, *args, **kwargs)
+        saved.append((step, sorted(p.name for p in self.dir.iterdir())))
+
+    monkeypatch.setattr(training.Checkpointer, "save", spy)
+    for every, steps in ((4, [4, 8, 12, 16]), (7, [7, 14]), (1, list(range(1, STEPS))), (0, [])):
+        saved.clear()
+        train_model(MC, cfg(checkpoint_every=every), *data, tmp_path / f"o{every}", tmp_path / f"s{every}",
+                    log=lambda *_: None)
+        assert [s for s, _ in saved] == steps, every
+        for step, files in saved:  # the previous state is gone the moment the new one is written
+            assert files == ["latest.json", "snapshots", f"state_{step:06d}.json",
+                             f"state_{step:06d}.safetensors"], files
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "12")
+    with pytest.raises(training.InjectedCrash):
+        train_model(MC, cfg(), *data, tmp_path / "crash", tmp_path / "st_crash", log=lambda *_: None)
+    meta = json.loads((tmp_path / "st_crash" / "state_000012.json").read_text())
+    assert meta["step"] == 12 and meta["total_steps"] == STEPS
+    assert meta["resolved"] == {"device": "cpu", "dtype": "float32", "compile": False}
+    assert [r["step"] for r in meta["rows"]] == [0, 5, 10]
+    assert meta["best"] == {"step": 0, "val_loss": math.inf, "evals_since": 0}  # no patience: not tracked
+    assert len(meta["interval_losses"]) == 2  # steps 11 and 12, since the row at step 10
+    assert meta["fingerprint"] == json.loads((tmp_path / "st_crash" / "latest.json").read_text())["fingerprint"]
+
+
+def test_an_unreadable_state_is_discarded_and_training_starts_fresh(data, tmp_path, monkeypatch):
+    ref = tmp_path / "ref"
+    train_model(MC, cfg(), *data, ref, tmp_path / "st_ref", log=lambda *_: None)
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "8")
+    with pytest.raises(training.InjectedCrash):
+        train_model(MC, cfg(), *data, tmp_path / "x", tmp_path / "st_x", log=lambda *_: None)
+    monkeypatch.delenv("CW_CRASH_AFTER_STEP")
+    (tmp_path / "st_x" / "state_000008.safetensors").write_bytes(b"truncated")
+    stale = tmp_path / "st_x" / "snapshots" / "snapshot_999.safetensors"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"x")
+    lines = []
+    train_model(MC, cfg(), *data, tmp_path / "x", tmp_path / "st_x", log=lines.append)
+    assert any("is unreadable; starting fresh" in line for line in lines)
+    assert not any("resumed from" in line for line in lines) and not stale.exists()
+    summary = json.loads((tmp_path / "x" / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 0
+    assert (tmp_path / "x" / "final.safetensors").read_bytes() == (ref / "final.safetensors").read_bytes()

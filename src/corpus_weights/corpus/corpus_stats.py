@@ -233,7 +233,8 @@ def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True, so
                  device: str = "cpu"):
     """The k largest singular triplets of a sparse matrix, descending; seeded, so deterministic for a given thread
     count. ``solver="torch"`` runs :func:`corpus_weights.corpus.torch_svd.top_singular_torch` on ``device``
-    ('cpu' or 'cuda'); the rest of this docstring is the scipy path. Lanczos bidiagonalisation with partial reorthogonalisation (PROPACK through scipy's ``svds``) up to
+    ('cpu' or 'cuda'); the rest of this docstring is the scipy path. Lanczos bidiagonalisation with partial
+    reorthogonalisation (PROPACK through scipy's ``svds``) up to
     ``PROPACK_MAX_DIM``: it needs no implicit restarts and on the default corpus's PPMI matrix is 2x faster than
     ARPACK with the same values to ~1e-14 (the accuracy guard is a test); ARPACK beyond, where it is faster and
     lighter. Large products use every core. Returns ``(U, s, Vt)``, or ``s`` alone with ``vectors=False``."""

@@ -34,7 +34,7 @@ def scaled_to_random_norm(E: np.ndarray, std: float = INIT_STD) -> np.ndarray:
 
 def corpus_embedding(ids: np.ndarray, vocab_size: int, d: int, alpha: float, power: float, seed: int,
                      solver: str = "scipy", device: str = "cpu") -> np.ndarray:
-    """E_in (V, d) of the PPMI-SVD embedding of a token stream (``solver``/``device``: see corpus_stats.top_singular)."""
+    """E_in (V, d) of the PPMI-SVD embedding of a token stream (``solver``, ``device``: corpus_stats.top_singular)."""
     C = bigram_counts(ids, vocab_size)
     return ppmi_embeddings(ppmi(C, alpha=alpha), d, power=power, seed=seed, solver=solver, device=device)[0]
 

@@ -235,13 +235,14 @@ def _load_state(state_dir: Path, fingerprint: str):
         return None
     if ptr.get("fingerprint") != fingerprint:
         return "mismatch"
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     name = ptr.get("name", "")
     try:
         tensors = load_file(str(state_dir / f"{name}.safetensors"))
         meta = json.loads((state_dir / f"{name}.json").read_text())
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError):  # (a truncated file: SafetensorError)
         return "mismatch"  # unreadable/incomplete state: discard and start fresh
     return tensors, meta
 
