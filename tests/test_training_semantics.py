@@ -665,3 +665,42 @@ def test_an_unreadable_state_is_discarded_and_training_starts_fresh(data, tmp_pa
     summary = json.loads((tmp_path / "x" / "summary.json").read_text())
     assert summary["resumed_from_step"] == 0
     assert (tmp_path / "x" / "final.safetensors").read_bytes() == (ref / "final.safetensors").read_bytes()
+
+
+def test_each_steps_loss_is_the_float32_loss_of_the_weights_before_it(data, tmp_path):
+    """With dtype float32 every step's loss is the plain float32 cross-entropy of the model as it was before the step
+    on that step's batch (no autocast to a lower precision on the way); the run's final file carries its step."""
+    out = tmp_path / "not" / "yet" / "there"  # created with its parents
+    rec = spied_run(data, out, tmp_path / "st", cfg())
+    states = {0: seeded_init(0), **rec["state"]}
+    for it in (0, 1, 7, STEPS - 1):
+        m = GPT(MC)
+        m.load_state_dict(states[it])
+        with torch.no_grad():
+            logits = m(rec["x"][it])[0]
+        direct = float(F.cross_entropy(logits.reshape(-1, V), rec["y"][it].reshape(-1)))
+        assert rec["loss"][it] == pytest.approx(direct, rel=1e-6, abs=1e-7), it
+    assert read_safetensors_step(out / "final.safetensors") == STEPS
+
+
+def test_the_run_writes_into_an_existing_folder_compiles_when_told_and_says_when_done(data, tmp_path, monkeypatch):
+    """Snakemake creates a job's output folder before the job: training writes into it. compile: true hands the
+    model to torch.compile (a spy here: compiling takes minutes on a CPU). The last log line names the steps, the
+    analysed step and the final validation loss (the last row's)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, *a, **k: compiled.append(model) or model)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unrelated.txt").write_text("kept")
+    lines = []
+    summary = train_model(MC, cfg(compile=True), *data, out, tmp_path / "st", log=lines.append)
+    assert len(compiled) == 1 and isinstance(compiled[0], GPT) and summary["compiled"] is True
+    assert (out / "unrelated.txt").read_text() == "kept"
+    last = pd.read_parquet(out / "log.parquet").val_loss.iloc[-1]
+    done = [line for line in lines if line.startswith("[train] done:")]
+    assert len(done) == 1 and done[0].startswith(
+        f"[train] done: {STEPS} steps (analysed: step {STEPS}), final val_loss={last:.4f}, "), done
+    assert "final val_loss" in done[0] and lines[-1] == done[0]
+    compiled.clear()
+    train_model(MC, cfg(compile=False), *data, tmp_path / "o2", tmp_path / "st2", log=lambda *_: None)
+    assert compiled == []
