@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 8
 
-.PHONY: report intervention reference note compare test test-slurm bench bench-checkpoint bench-analysis bench-scale sweep mutants mutation calibrate clean-results
+.PHONY: report intervention reference note compare test test-unit test-slurm bench bench-checkpoint bench-analysis bench-scale sweep mutants mutation calibrate clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -57,6 +57,11 @@ compare: $(STAMP)
 # Unit tests with planted answers + end-to-end Snakemake runs on the tiny config (~5-8 min on 2 idle cores).
 test: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slurm" tests
+
+# The unit part alone: every test that neither plans nor runs the workflow (no Snakemake; the selection a developer
+# reruns while editing the library, and what a mutation run's tests are drawn from).
+test-unit: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q -m "not slow and not slurm and not workflow" tests
 
 # The workflow through profiles/slurm on a real single-node SLURM cluster the test starts itself (root + apt).
 test-slurm: $(STAMP)

@@ -31,6 +31,7 @@ def workdir(tmp_path_factory):
     return make_workdir(tmp_path_factory.mktemp("calibration-dag"))
 
 
+@pytest.mark.workflow
 def test_default_and_tiny_config_plan_what_they_planned_before(workdir):
     assert planned_rules(workdir, "results/report.html") == TINY_JOBS
     assert planned_rules(workdir, "results/report.html", configfile=None) == DEFAULT_JOBS
@@ -53,6 +54,7 @@ def dump_plan(workdir, calibration):
         (workdir / "config/test.yaml").write_text((REPO / "config/tiny.yaml").read_text())
 
 
+@pytest.mark.workflow
 def test_a_planted_run_is_a_run_whose_weights_come_from_a_rule(workdir):
     jobs = dump_plan(workdir, {"recipe": "shuffled_embedding", "seed": 3})
     planted = {f"planted_shuffled_embedding_d3-s{s}": s for s in (0, 1)}
@@ -103,6 +105,7 @@ def test_a_planted_run_is_a_run_whose_weights_come_from_a_rule(workdir):
     assert {("plant_weights", run) for run in planted} <= bench and ("train", "planted_shuffled_embedding_d3-s0") not in bench
 
 
+@pytest.mark.workflow
 def test_a_recipe_without_corpus_inputs_plans_no_more_than_its_base(workdir):
     write_config(workdir, {"calibration": {"recipe": "random", "seed": 0}})
     try:
@@ -114,6 +117,7 @@ def test_a_recipe_without_corpus_inputs_plans_no_more_than_its_base(workdir):
     assert planned == {**TINY_JOBS, "plant_weights": 2, "validation_loss": 2, "trajectory": 1}
 
 
+@pytest.mark.workflow
 def test_a_misspelt_recipe_is_a_config_error(workdir):
     from workflow_helpers import snakemake
 

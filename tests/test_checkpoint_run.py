@@ -80,6 +80,7 @@ def round_trip(trained):
     return trained, proc.stdout + proc.stderr
 
 
+@pytest.mark.workflow
 def test_the_exported_model_imports_with_the_trained_models_logits(trained):
     model, cfg = load_model_safetensors(trained / f"{T}/default/train/orig-s0/snapshot_100.safetensors")
     weights, spec = read_checkpoint(trained / "exported", "hf")
@@ -90,6 +91,7 @@ def test_the_exported_model_imports_with_the_trained_models_logits(trained):
     assert np.abs(ours - theirs.double().numpy()).max() < 1e-5
 
 
+@pytest.mark.workflow
 def test_a_checkpoint_run_trains_nothing_and_reads_the_model_once(round_trip):
     wd, log = round_trip
     assert not (wd / f"{T}/ckpt/train").exists()
@@ -98,6 +100,7 @@ def test_a_checkpoint_run_trains_nothing_and_reads_the_model_once(round_trip):
     assert "import_checkpoint" in log and " train " not in log.replace("[train]", "")
 
 
+@pytest.mark.workflow
 def test_the_round_trip_gives_every_number_of_the_trained_models_analysis(round_trip):
     wd, _ = round_trip
     a = json.loads((wd / f"{T}/default/metrics.json").read_text())
@@ -117,6 +120,7 @@ def test_the_round_trip_gives_every_number_of_the_trained_models_analysis(round_
     assert a["corpus"] == b["corpus"]
 
 
+@pytest.mark.workflow
 def test_a_checkpoint_run_reports_its_origin_and_its_not_applicable_gates(round_trip):
     wd, _ = round_trip
     m = json.loads((wd / f"{T}/ckpt/metrics.json").read_text())
@@ -152,6 +156,7 @@ def _byte_level_tokenizer(text_file, folder):
     return tok
 
 
+@pytest.mark.workflow
 def test_a_transformers_gpt2_with_biases_and_its_byte_level_tokenizer_runs_to_the_report(trained):
     transformers = pytest.importorskip("transformers")
     folder = trained / "gpt2"
@@ -238,6 +243,7 @@ def test_the_re_initialised_step_0_is_the_trainers_step_0_bit_for_bit():
     assert not np.array_equal(other["L0.W_Q"], got["L0.W_Q"])
 
 
+@pytest.mark.workflow
 def test_bad_checkpoint_configs_stop_the_dry_run_naming_the_key_or_file(tmp_path):
     wd = make_workdir(tmp_path / "wd")
     cases = [({"model": {"source": "checkpoint"}}, ["in 'model.path': required", "in 'model.format': required"]),
@@ -270,6 +276,7 @@ def test_a_hugging_face_folder_is_planned_from_its_config_alone(tmp_path):
         read_spec(folder, "hf")
 
 
+@pytest.mark.workflow
 def test_a_checkpoint_run_plans_no_training(tmp_path):
     wd = make_workdir(tmp_path / "wd")
     export_dir = wd / "m"
@@ -292,6 +299,7 @@ def test_a_checkpoint_run_plans_no_training(tmp_path):
     assert jobs["align"] == jobs["measure"] == jobs["attention"] == 2
 
 
+@pytest.mark.workflow
 def test_a_nanogpt_checkpoint_with_its_tokenizer_beside_it_is_planned_from_its_model_args(tmp_path):
     transformers = pytest.importorskip("transformers")
     from test_checkpoints import nanogpt_state

@@ -14,7 +14,11 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from workflow_helpers import REPO, make_workdir, snakemake
+
+pytestmark = pytest.mark.workflow  # every test here plans or runs the workflow
 
 # intervention on (rules init_embedding, intervention); with calibration on too (plant_weights, validation_loss)
 # every rule of the workflow but import_checkpoint is in the DAG of results/report.html (a checkpoint run's DAG has it)

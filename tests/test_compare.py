@@ -55,6 +55,7 @@ def test_load_experiments_names_and_errors(tmp_path):
         load_experiments([str(tmp_path / "missing.json")])
 
 
+@pytest.mark.workflow
 def test_make_compare_reads_the_committed_studies_where_results_lack_them(tmp_path):
     """On a fresh clone only the default run is under results/: `make compare` takes the other studies' metrics.json
     from docs/results/ (written there by make reference / make note), and a study run here wins over its copy."""

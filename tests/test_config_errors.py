@@ -5,6 +5,8 @@ import pytest
 
 from workflow_helpers import make_workdir, snakemake
 
+pytestmark = pytest.mark.workflow  # every test here plans or runs the workflow
+
 
 @pytest.mark.parametrize(
     "overrides, expected",

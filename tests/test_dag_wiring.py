@@ -71,6 +71,7 @@ ANALYSED = {("orig-s0", "snapshot_100"): "main-s0", ("orig-s1", "snapshot_100"):
             ("orig-s0", "snapshot_000"): "step0", ("shuffled-s0", "snapshot_100"): "shuffled"}
 
 
+@pytest.mark.workflow
 def test_train_jobs_read_their_own_token_files_and_seeds(plan):
     train = {r: js[0] for r, js in by_run(plan, "train").items()}
     assert set(train) == {"orig-s0", "orig-s1", "shuffled-s0"}
@@ -88,6 +89,7 @@ def test_train_jobs_read_their_own_token_files_and_seeds(plan):
                                               for pct in ("000", "050", "100")]
 
 
+@pytest.mark.workflow
 def test_corpus_side_reads_the_training_split(plan):
     (shuffle,) = jobs(plan, "shuffle_tokens")
     assert shuffle["input"]["train"] == f"{T}/tokens/train.npy" and shuffle["params"]["seed"] == 0
@@ -100,6 +102,7 @@ def test_corpus_side_reads_the_training_split(plan):
     assert tok["params"]["val_fraction"] == 0.1 and tok["input"]["text"] == "resources/corpus/tiny.txt"
 
 
+@pytest.mark.workflow
 def test_analysed_snapshots_map_to_their_runs(plan):
     """Mains analyse snapshot_100 of their own run, step 0 the snapshot_000 of the first main seed, the shuffled
     control its own snapshot_100; every analysis job reads the weights of exactly its (run, snapshot)."""
@@ -127,6 +130,7 @@ def test_analysed_snapshots_map_to_their_runs(plan):
     assert set(ANALYSED) <= set(extract)
 
 
+@pytest.mark.workflow
 def test_fit_projections_one_job_per_K_and_dW_from_the_same_runs_step0(plan):
     planned = {(j["wildcards"]["run"], j["wildcards"]["snap"], j["wildcards"]["K"]): j
                for j in jobs(plan, "fit_projections")}
@@ -164,6 +168,7 @@ def contract_weights(rng, V, d, ctx, L, scale=0.02):
     return {k: v if k.endswith(".w") else v * scale for k, v in w.items()}
 
 
+@pytest.mark.workflow
 def test_fit_projections_script_honours_K_and_subtracts_its_init(plan, tmp_path):
     """The planned K=4 and K=8 jobs of main-s0, run on planted files at their planned paths: W − init lies in the
     span of the first 8 corpus-basis directions, so the pooled ΔW share is exactly 1 at K = 8 and clearly below 1 at

@@ -45,6 +45,7 @@ def test_the_docs_have_commands():
 
 
 @pytest.mark.parametrize("doc, command", documented_commands())
+@pytest.mark.workflow
 def test_documented_command_works(doc, command, tmp_path):
     skip = next((why for key, why in SKIP.items() if key in command), None)
     if command.startswith("export "):

@@ -93,6 +93,7 @@ def dag_outputs(workdir, *configfiles) -> list[dict]:
 @pytest.mark.parametrize("configfile, experiment", [("config/note.yaml", "note"),
                                                     ("config/intervention.yaml", "intervention"),
                                                     ("config/reference.yaml", "reference")])
+@pytest.mark.workflow
 def test_another_config_after_the_default_writes_only_its_own_folder(tmp_path, configfile, experiment):
     """Running config/note.yaml (or config/intervention.yaml) after the default leaves both reports and both sets of
     models in place: its plan trains its own models under results/shakespeare/<its name>/, and no file of the default
