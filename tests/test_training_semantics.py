@@ -704,3 +704,125 @@ def test_the_run_writes_into_an_existing_folder_compiles_when_told_and_says_when
     compiled.clear()
     train_model(MC, cfg(compile=False), *data, tmp_path / "o2", tmp_path / "st2", log=lambda *_: None)
     assert compiled == []
+
+
+def test_the_adamw_fallback_keeps_every_hyperparameter(monkeypatch):
+    """Where torch has no fused AdamW kernel (it raises), the foreach implementation is used with the same groups,
+    lr, betas and eps."""
+    real = torch.optim.AdamW
+
+    def no_fused(params, **kw):
+        if kw.get("fused"):
+            raise RuntimeError("fused AdamW is not supported here")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    torch.manual_seed(0)
+    model = GPT(MC)
+    opt, params = training.build_optimizer(model, cfg(lr=2e-3, weight_decay=0.25), torch.device("cpu"))
+    decay, no_decay = opt.param_groups
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.25, 0.0)
+    for g in (decay, no_decay):
+        assert (g["lr"], g["betas"], g["eps"]) == (2e-3, (0.9, 0.95), 1e-8)
+    assert not opt.defaults["fused"] and opt.defaults["foreach"] is True
+    assert len(params) == len(list(model.parameters()))
+
+
+def test_token_files_too_short_are_refused_naming_the_split_and_a_one_step_budget_trains_one_step(data, tmp_path):
+    short = tmp_path / "short.npy"
+    np.save(short, np.arange(C + 1, dtype=np.int32))  # one token short of context + 2
+    np.save(tmp_path / "ok.npy", np.arange(C + 2, dtype=np.int32) % V)
+    with pytest.raises(ValueError, match=rf"^train tokens \({C + 1}\) shorter than context\+2 \({C + 2}\)$"):
+        training.Trainer(MC, cfg(), short, data[1], log=lambda *_: None)
+    with pytest.raises(ValueError, match=rf"^val tokens \({C + 1}\) shorter than context\+2 \({C + 2}\)$"):
+        training.Trainer(MC, cfg(), data[0], short, log=lambda *_: None)
+    training.Trainer(MC, cfg(), tmp_path / "ok.npy", data[1], log=lambda *_: None)  # exactly context + 2: enough
+    assert training.Trainer(MC, cfg(tokens=B * C), *data, log=lambda *_: None).total_steps == 1
+    assert training.Trainer(MC, cfg(tokens=B * C - 1), *data, log=lambda *_: None).total_steps == 1  # at least one
+    assert training.Trainer(MC, cfg(tokens=2 * B * C), *data, log=lambda *_: None).total_steps == 2
+    # the evaluation windows: a file of context + 1 tokens has no window, context + 2 has one start (0) to spread
+    with pytest.raises(ValueError, match=rf"^token file too short \({C + 1}\) for context {C}$"):
+        training.eval_windows(C + 1, 10 * C, C)
+    assert list(training.eval_windows(C + 2, 3 * C, C)) == [0, 0, 1]
+
+
+def test_cpu_runs_ask_torch_for_deterministic_algorithms(monkeypatch):
+    torch.use_deterministic_algorithms(False)
+    try:
+        rt = training.resolve_runtime(cfg(), STEPS)
+        assert rt.device == torch.device("cpu")
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_a_wrongly_shaped_initial_embedding_is_refused_naming_both_shapes(tmp_path):
+    path = tmp_path / "E.npy"
+    np.save(path, np.zeros((V, 16), dtype=np.float32))
+    with pytest.raises(ValueError, match=rf"^init_embedding {path}: shape \({V}, 16\), expected \({V}, 32\) "
+                                         r"\(vocab_size, d_model\)$"):
+        training.build_model(MC, cfg(init_embedding=str(path)), torch.device("cpu"))
+
+
+def test_speeds_progress_and_elapsed_by_a_clock_that_ticks_one_second_per_step(data, tmp_path, monkeypatch):
+    """A fake clock that advances exactly 1 s during each optimisation step and never otherwise: every measured
+    interval's tokens/s is B·C, the progress line every 3 s reports that rate and the seconds left, and elapsed_s
+    is the number of steps taken (a resumed run adds the seconds before its crash)."""
+    now = [1000.0]
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return now[0]
+
+    real_step = training.train_step
+
+    def ticking_step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        now[0] += 1.0
+        return out
+
+    monkeypatch.setattr(training, "time", Clock)
+    monkeypatch.setattr(training, "train_step", ticking_step)
+    lines = []
+    summary = train_model(MC, cfg(checkpoint_every=0), *data, tmp_path / "o", tmp_path / "s", log=lines.append,
+                          progress_every_s=3.0)  # (no state saves: the first interval is the one of step 5's row)
+    log = pd.read_parquet(tmp_path / "o" / "log.parquet")
+    assert list(log.tokens_per_s[1:]) == [float(B * C)] * (len(log) - 1)
+    assert list(log.elapsed_s) == [float(s) for s in log.step] and summary["elapsed_s"] == STEPS
+    assert summary["tokens_per_s"] == B * C
+    progress = [line for line in lines if line.startswith("[train] step ") and " tokens " in line]
+    assert [int(line.split()[2].split("/")[0]) for line in progress] == [3, 6, 9, 12, 15, 18]
+    assert progress[0] == f"[train] step 3/{STEPS} tokens {3 * B * C:,} loss {float(progress[0].split()[6]):.3f} " \
+                          f"{B * C:,} tok/s eta {STEPS - 3}s"
+    for line in progress:
+        step = int(line.split()[2].split("/")[0])
+        assert line.endswith(f"tokens {step * B * C:,} loss {line.split()[6]} {B * C:,} tok/s eta {STEPS - step}s")
+    # a crash after step 8 and a resume: the seconds before the crash are kept
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "8")
+    with pytest.raises(training.InjectedCrash):
+        train_model(MC, cfg(), *data, tmp_path / "r", tmp_path / "rs", log=lambda *_: None)
+    monkeypatch.delenv("CW_CRASH_AFTER_STEP")
+    resumed = train_model(MC, cfg(), *data, tmp_path / "r", tmp_path / "rs", log=lambda *_: None)
+    assert resumed["resumed_from_step"] == 8 and resumed["elapsed_s"] == STEPS
+
+
+def test_step0_snapshot_carries_step_0_a_run_without_one_works_and_peak_is_measured_in_the_run_dtype(
+        data, tmp_path, monkeypatch):
+    peaks = []
+    monkeypatch.setattr(training.hardware, "matmul_peak_tflops", lambda device, dtype: peaks.append(dtype) or 1.0)
+    monkeypatch.setenv("CW_CRASH_AFTER_STEP", "")  # set but empty: no injected crash
+    train_model(MC, cfg(), *data, tmp_path / "a", tmp_path / "sa", log=lambda *_: None)
+    assert read_safetensors_step(tmp_path / "a" / "snapshot_000.safetensors") == 0
+    assert peaks == [torch.float32]  # MFU's peak: the matmul rate in the dtype the run computes in
+    train_model(MC, cfg(snapshot_fracs=[0.5, 1.0]), *data, tmp_path / "b", tmp_path / "sb", log=lambda *_: None)
+    assert sorted(p.name for p in (tmp_path / "b").glob("snapshot_*")) == ["snapshot_050.safetensors",
+                                                                           "snapshot_100.safetensors"]
+
+
+def test_the_trainers_fingerprint_includes_the_resolved_dtype(data):
+    """A state saved by a float32 run must not be resumed by a bfloat16 run of the same config (and vice versa)."""
+    fp = {d: training.Trainer(MC, cfg(dtype=d), *data, log=lambda *_: None).fingerprint for d in ("float32", "bfloat16")}
+    assert fp["float32"] != fp["bfloat16"]
+    assert fp["float32"] == training._fingerprint(MC, cfg(), {"device": "cpu", "dtype": "float32", "compile": False},
+                                                  [Path(p) for p in data])
