@@ -826,3 +826,22 @@ def test_the_trainers_fingerprint_includes_the_resolved_dtype(data):
     assert fp["float32"] != fp["bfloat16"]
     assert fp["float32"] == training._fingerprint(MC, cfg(), {"device": "cpu", "dtype": "float32", "compile": False},
                                                   [Path(p) for p in data])
+
+
+def test_dtype_choices_and_their_reasons_by_hand(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for value, expected in (("float32", torch.float32), ("fp32", torch.float32), ("bfloat16", torch.bfloat16),
+                            ("bf16", torch.bfloat16)):
+        assert training.resolve_dtype(value, cpu) == (expected, "configured"), value
+        assert training.resolve_dtype(value, cuda) == (expected, "configured"), value
+    with pytest.raises(ValueError, match="^unknown dtype 'float16'$"):
+        training.resolve_dtype("float16", cpu)
+    for supported, expected in ((True, (torch.bfloat16, "cuda supports bf16")),
+                                (False, (torch.float32, "cuda without bf16"))):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+        assert training.resolve_dtype("auto", cuda) == expected
+    monkeypatch.setattr(training.hardware, "native_bf16_flags", lambda: {"avx512_bf16", "amx_bf16"})
+    assert training.resolve_dtype("auto", cpu) == (torch.bfloat16, "cpu has native bf16 matmul (amx_bf16, avx512_bf16)")
+    monkeypatch.setattr(training.hardware, "native_bf16_flags", lambda: set())
+    assert training.resolve_dtype("auto", cpu) == (
+        torch.float32, "cpu lacks amx_bf16/avx512_bf16 (bf16 matmul emulated, slow)")
