@@ -236,6 +236,25 @@ MUTANTS = {
                                              'for k in ("threads", "checkpoint_every", "device", "dtype", "compile"):',
                                              'for k in ("threads", "checkpoint_every", "device", "dtype", "compile", '
                                              '"seed"):', TRAINING_SEM),
+    # issue 24, second pass: what the trainer computes in and keeps
+    "gradient clipping only above a norm of 1": (LIB + "model/training.py", "if cfg.grad_clip and cfg.grad_clip > 0:",
+                                                 "if cfg.grad_clip and cfg.grad_clip > 1:", TRAINING_SEM),
+    "training steps under bf16 autocast": (LIB + "model/training.py",
+                                           "autocast = autocast_ctx(self.rt.device, self.rt.dtype)",
+                                           "autocast = autocast_ctx(self.rt.device, torch.bfloat16)", TRAINING_SEM),
+    "a truncated resume state crashes the run": (LIB + "model/training.py",
+                                                 "except (OSError, ValueError, json.JSONDecodeError, SafetensorError):",
+                                                 "except (OSError, ValueError, json.JSONDecodeError):", TRAINING_SEM),
+    "state saved at the last step too": (LIB + "model/training.py",
+                                         "step % cfg.checkpoint_every == 0 and step < total",
+                                         "step % cfg.checkpoint_every == 0 and step <= total", TRAINING_SEM),
+    "speed intervals count one step too many": (LIB + "model/training.py",
+                                                "            t_int, steps_int = time.perf_counter(), 0\n        self.monitor.flush()",
+                                                "            t_int, steps_int = time.perf_counter(), 1\n        self.monitor.flush()",
+                                                TRAINING_SEM),
+    "fingerprint blind to the resolved dtype": (LIB + "model/training.py",
+                                                "self.fingerprint = _fingerprint(model_cfg, cfg, self.rt.resolved(), self.paths)",
+                                                "self.fingerprint = _fingerprint(model_cfg, cfg, {}, self.paths)", TRAINING_SEM),
 }
 
 
