@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from corpus_weights.core.ids import Spectrum
 from corpus_weights.core.linalg import svd_accuracy
 from corpus_weights.corpus import corpus_stats as cs
 from corpus_weights.corpus.torch_svd import resolve_svd_device, top_singular_torch, to_torch_csr
@@ -151,14 +152,15 @@ def test_threads_of_cpu_torch_follow_the_rule(monkeypatch):
 @pytest.mark.slow
 def test_rule_corpus_stats_with_the_torch_solver_writes_what_scipy_writes(tmp_path):
     """Through the workflow: the tiny corpus's statistics with analysis.svd_solver torch (CPU torch here) equal the
-    scipy run's; the plan asks for a GPU only where the solver would use one; cuda on this machine stops the job
-    naming the key."""
+    scipy run's (both with analysis.spectrum_k = 24, which reaches the C + Cᵀ decomposition); the plan asks for a
+    GPU only where the solver would use one; cuda on this machine stops the job naming the key."""
     from workflow_helpers import make_workdir, snakemake, write_config
 
     T = "results/tiny/default/corpus_stats"
     out = {}
     for solver in ("scipy", "torch"):
-        wd = make_workdir(tmp_path / solver, {"analysis": {"svd_solver": solver, "svd_device": "cpu"}})
+        analysis = {"svd_solver": solver, "svd_device": "cpu", "spectrum_k": 24}
+        wd = make_workdir(tmp_path / solver, {"analysis": analysis})
         proc = snakemake(wd, "--cores", "2", f"{T}/spectra.parquet")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[solver] = wd
@@ -169,6 +171,8 @@ def test_rule_corpus_stats_with_the_torch_solver_writes_what_scipy_writes(tmp_pa
     a, b = (np.load(out[s] / f"{T}/embeddings.npz") for s in ("scipy", "torch"))
     assert np.allclose(a["singular_values"], b["singular_values"], rtol=1e-9)
     sa, sb = (pd.read_parquet(out[s] / f"{T}/spectra.parquet") for s in ("scipy", "torch"))
+    for s in (sa, sb):  # analysis.spectrum_k reached the C + Cᵀ decomposition
+        assert int(s.set_index("name").loc[Spectrum.SYMMETRIC_ABS, "n"]) == 24, s
     assert np.allclose(sa[["pr", "effective_rank"]].astype(float).fillna(-1),
                        sb[["pr", "effective_rank"]].astype(float).fillna(-1), rtol=1e-8)
 

@@ -92,6 +92,7 @@ rule corpus_stats:
         seed=ANALYSIS["seed"],
         solver=ANALYSIS["svd_solver"],
         device=ANALYSIS["svd_device"],
+        spectrum_k=ANALYSIS["spectrum_k"],
     log:
         res("logs/corpus_stats.log"),
     benchmark:

@@ -40,7 +40,7 @@ eigvals, eigvecs = cs.eigh_desc(sigma)
 np.savez(snakemake.output.covariance, Sigma=sigma, mu=mu, eigvals=eigvals, eigvecs=eigvecs)
 log.info("stage covariance: done")
 
-symmetric = cs.symmetric_counts_spectrum_stats(counts, **solver)
+symmetric = cs.symmetric_counts_spectrum_stats(counts, k=int(snakemake.params.spectrum_k), **solver)
 log.info("stage C+C^T spectrum: top-%d |eigenvalues|", symmetric.get("truncated_top_k", 0))
 rows = [
     dict(spectrum_row(Spectrum.PPMI, singular_values, kind="singular")),
