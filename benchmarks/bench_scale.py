@@ -5,6 +5,10 @@ come from each rule's Snakemake `benchmark:` file; the result table is written i
     python benchmarks/bench_scale.py                       # the three sizes of the issue (about 10 min)
     python benchmarks/bench_scale.py --sizes 15007:1000000 # one size, V:tokens
     python benchmarks/bench_scale.py --baseline            # + ARPACK (the solver replaced) on the sizes it can afford
+    python benchmarks/bench_scale.py --curve --d 96 --threads 1 2 --budget 600 --no-write   # the scaling curve
+
+--threads N pins the whole run to N cores (taskset), so the threaded sparse products use N threads too; --budget
+stops a size after that many seconds and reports which rule was still running.
 
 Run it on an otherwise idle machine: every rule uses all cores, and a second job halves the figures.
 """
@@ -30,32 +34,50 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import synthetic_corpus  # noqa: E402
 
 SIZES = [(15_007, 1_000_000), (50_000, 10_000_000), (50_000, 100_000_000)]
+# the scaling curve of issue 25: two vocabularies, tokens from 1 M to 100 M
+CURVE = [(15_007, 1_000_000), (15_007, 10_000_000), (50_000, 1_000_000), (50_000, 10_000_000), (50_000, 30_000_000),
+         (50_000, 100_000_000)]
 RULES = ["prepare_corpus", "tokenize", "corpus_stats"]
 D_MODEL = 256  # the note's d: the PPMI SVD computes d = 256 components
 BEGIN, END = "<!-- bench-scale: begin -->", "<!-- bench-scale: end -->"
 
 
-def run_size(work: Path, vocab: int, tokens: int) -> dict:
+def run_size(work: Path, vocab: int, tokens: int, d: int = D_MODEL, threads: int | None = None,
+             budget: float | None = None) -> dict:
     name = f"synthetic_v{vocab}_t{tokens}"
     text = work / f"{name}.txt"
     if not text.exists():
         print(f"generating {text} ...", flush=True)
         synthetic_corpus.write_corpus(text, vocab, tokens)
     override = {"corpus": {"name": name, "files": [str(text)]}, "tokenizer": {"vocab_size": vocab},
-                "model": {"d_model": D_MODEL, "n_head": 8}, "analysis": {"K": [4, 8, 32], "headline_K": 32}}
+                "model": {"d_model": d, "n_head": 8}, "analysis": {"K": [4, 8, 32], "headline_K": 32}}
     cfg = work / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump(override))
     results = work / "results" / name / "default"  # the corpus's default experiment (config key `experiment`)
     target = f"results/{name}/default/corpus_stats/spectra.parquet"
     subprocess.run(["rm", "-rf", str(work / "results" / name), str(work / "resources")], check=True)
+    cores = threads or len(os.sched_getaffinity(0))
     cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--cores", str(len(os.sched_getaffinity(0))), target, "--configfile", str(cfg)]
+           "--cores", str(cores), target, "--configfile", str(cfg)]
+    if threads:  # every process of the run on `threads` cores: the library's threaded products follow the affinity
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(os.sched_getaffinity(0))[:threads])), *cmd]
+    row = {"V": vocab, "tokens": tokens, "text_MB": text.stat().st_size / 1e6, "d": d, "threads": cores}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        done = [r for r in RULES if (results / "benchmarks" / f"{r}.tsv").exists()]
+        running = next((r for r in RULES if r not in done), "?")
+        log = results / "logs" / f"{running}.log"
+        row.update(stopped_after_s=budget, running=running, done={r: _bench(results, r) for r in done},
+                   stages=stage_times(log.read_text()) if log.exists() else {})
+        return row
+    row["snakemake_wall_s"] = time.perf_counter() - t0
     if proc.returncode:
-        raise SystemExit(proc.stdout[-3000:] + proc.stderr[-5000:])
-    row = {"V": vocab, "tokens": tokens, "text_MB": text.stat().st_size / 1e6, "snakemake_wall_s": wall}
+        raise SystemExit(out[-3000:] + err[-5000:])
     base = results / "benchmarks"
     for rule in RULES:
         frame = pd.read_csv(base / f"{rule}.tsv", sep="\t")
@@ -69,6 +91,32 @@ def run_size(work: Path, vocab: int, tokens: int) -> dict:
     row["peak_rss_GB"] = max(row[f"{r}_rss_GB"] for r in RULES)
     row["stages"] = stage_times(stats_log)
     return row
+
+
+def _bench(results: Path, rule: str) -> dict:
+    frame = pd.read_csv(results / "benchmarks" / f"{rule}.tsv", sep="\t")
+    return {"s": float(frame["s"].iloc[0]), "rss_GB": float(frame["max_rss"].iloc[0]) / 1024}
+
+
+def curve_markdown(rows: list[dict], started: str, host: str) -> str:
+    """The scaling curve: one row per size and thread count; a size stopped at its budget shows what had finished
+    and the stages of the rule still running."""
+    lines = [f"Generated by `benchmarks/bench_scale.py --curve` on {started}. Machine: {host}.", "",
+             "| V | tokens | d | threads | prepare_corpus | tokenize | corpus_stats | peak RSS | corpus_stats stages |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.get("stages", {}).items())
+        if "stopped_after_s" in r:
+            done = r["done"]
+            cells = [f"{done[x]['s']:.1f} s" if x in done else (f"> {r['stopped_after_s']:.0f} s (stopped)"
+                     if x == r["running"] else "—") for x in RULES]
+            rss = max([v["rss_GB"] for v in done.values()], default=float("nan"))
+        else:
+            cells = [f"{r[f'{x}_s']:.1f} s" for x in RULES]
+            rss = r["peak_rss_GB"]
+        lines.append(f"| {r['V']:,} | {r['tokens']:,} | {r['d']} | {r['threads']} | {' | '.join(cells)} | "
+                     f"{rss:.2f} GB | {stages} |")
+    return "\n".join(lines) + "\n"
 
 
 def stage_times(log_text: str) -> dict:
@@ -148,8 +196,23 @@ def main():
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "bench_scale")
     ap.add_argument("--baseline", action="store_true", help="also time ARPACK where it takes under ~2 min")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    ap.add_argument("--curve", action="store_true", help="the scaling curve's sizes and table (printed, not written)")
+    ap.add_argument("--d", type=int, default=D_MODEL, help="d_model, the PPMI SVD's rank (default 256)")
+    ap.add_argument("--threads", type=int, nargs="*", help="run each size pinned to these core counts")
+    ap.add_argument("--budget", type=float, help="seconds a size may take before it is stopped")
     args = ap.parse_args()
-    sizes = [tuple(map(int, s.split(":"))) for s in args.sizes] if args.sizes else SIZES
+    sizes = [tuple(map(int, s.split(":"))) for s in args.sizes] if args.sizes else (CURVE if args.curve else SIZES)
+    if args.curve:
+        args.work.mkdir(parents=True, exist_ok=True)
+        started, host = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine()
+        rows = []
+        for vocab, tokens in sizes:
+            for threads in args.threads or [None]:
+                print(f"V={vocab} tokens={tokens} d={args.d} threads={threads} ...", flush=True)
+                rows.append(run_size(args.work, vocab, tokens, args.d, threads, args.budget))
+                print(json.dumps(rows[-1]), flush=True)
+        print(curve_markdown(rows, started, host))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     started, host = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine()
     rows, base = [], []
