@@ -54,7 +54,7 @@ def data(tmp_path_factory):
     return d / "train.npy", d / "val.npy"
 
 
-def spied_run(data, out, state, config: TrainConfig, crash_at: int | None = None) -> dict:
+def spied_run(data, out, state, config: TrainConfig, crash_at: int | None = None, log=lambda *_: None) -> dict:
     """One real train_model run; returns its output dir and, per training iteration, the batch drawn (offsets and
     tokens), the lr the optimiser held, the loss and the model's state after the step."""
     rec = dict(out=out, offsets={}, x={}, y={}, lr={}, loss={}, state={}, data=[])
@@ -86,9 +86,9 @@ def spied_run(data, out, state, config: TrainConfig, crash_at: int | None = None
         if crash_at is not None:
             mp.setenv("CW_CRASH_AFTER_STEP", str(crash_at))
             with pytest.raises(training.InjectedCrash):
-                train_model(MC, config, *data, out, state, log=lambda *_: None)
+                train_model(MC, config, *data, out, state, log=log)
         else:
-            train_model(MC, config, *data, out, state, log=lambda *_: None)
+            train_model(MC, config, *data, out, state, log=log)
     return rec
 
 
@@ -328,7 +328,8 @@ def test_each_matrix_initialisation_distribution():
 PLANTED_VAL = {0: 6.0, 5: 5.0, 10: 4.0, 15: 4.5, 20: 4.2}
 
 
-def stopped_run(data, out, state, patience: int, crash_at: int | None = None, min_delta: float = 0.0) -> dict:
+def stopped_run(data, out, state, patience: int, crash_at: int | None = None, min_delta: float = 0.0,
+                log=lambda *_: None) -> dict:
     """A spied run whose validation losses are the planted ones (the real evaluation of the training split is kept);
     the evaluation sees the step through the trainer's log rows."""
     real_evaluate = training.evaluate
@@ -353,7 +354,7 @@ def stopped_run(data, out, state, patience: int, crash_at: int | None = None, mi
         mp.setattr(training, "evaluate", planted_evaluate)
         mp.setattr(training.Trainer, "record_eval", record_eval)
         mp.setattr(training.Trainer, "record_start", record_start)
-        return spied_run(data, out, state, cfg(patience=patience, min_delta=min_delta), crash_at=crash_at)
+        return spied_run(data, out, state, cfg(patience=patience, min_delta=min_delta), crash_at=crash_at, log=log)
 
 
 @pytest.fixture(scope="module")
@@ -586,7 +587,8 @@ def test_summary_records_the_runtime_and_its_reasons(data, tmp_path):
     assert s["threads"] == torch.get_num_threads() and s["fingerprint"] == run.fingerprint
     assert (s["dtype"], s["dtype_reason"]) == ("float32", "configured")
     assert (s["compiled"], s["compile_reason"]) == (False, "configured")
-    assert s["flops_formula"].startswith("6*(V*d + 12*L*d^2) + 12*L*ctx*d")
+    assert s["flops_formula"] == ("6*(V*d + 12*L*d^2) + 12*L*ctx*d  (matmul params incl. tied unembedding; "
+                                  "attention scores/values term; fwd+bwd)")
     assert s["mfu"] == s["flops_per_token"] * 1000.0 / 2e12
     assert 0 <= s["elapsed_s"] < 60
 
@@ -845,3 +847,66 @@ def test_dtype_choices_and_their_reasons_by_hand(monkeypatch):
     monkeypatch.setattr(training.hardware, "native_bf16_flags", lambda: set())
     assert training.resolve_dtype("auto", cpu) == (
         torch.float32, "cpu lacks amx_bf16/avx512_bf16 (bf16 matmul emulated, slow)")
+
+
+def test_patience_counts_evaluations_since_the_best_and_a_tie_is_no_improvement(data, tmp_path, monkeypatch):
+    """Planted validation losses 6, 5, 4, 4.5, 4.2 at steps 0–20: with patience 2 the two evaluations after the best
+    (step 10) end the run at step 20, not earlier; a loss equal to the best (min_delta 0) is not an improvement, so
+    with patience 1 it stops the run there; the stop is logged with the best step and loss."""
+    s2 = json.loads((stopped_run(data, tmp_path / "p2", tmp_path / "s2", patience=2)["out"] / "summary.json")
+                    .read_text())
+    assert (s2["best_step"], s2["stop_step"], s2["stopped_early"]) == (10, 20, False)
+    monkeypatch.setitem(PLANTED_VAL, 15, 4.0)  # a tie with the best
+    lines = []
+    rec = stopped_run(data, tmp_path / "tie", tmp_path / "st", patience=1, log=lines.append)
+    s1 = json.loads((rec["out"] / "summary.json").read_text())
+    assert (s1["best_step"], s1["stop_step"], s1["best_val_loss"]) == (10, 15, 4.0)
+    assert "[train] early stop at step 15: no val_loss below 4.0000 (step 10) for 1 evaluations" in lines
+
+
+def test_a_bfloat16_step_computes_its_loss_under_bf16_autocast(data, tmp_path):
+    rec = spied_run(data, tmp_path / "o", tmp_path / "s", cfg(dtype="bfloat16", tokens=B * C * 2, eval_every=2,
+                                                             snapshot_fracs=[0.0, 1.0], checkpoint_every=0))
+    m = GPT(MC)
+    m.load_state_dict(seeded_init(0))
+    with torch.no_grad():
+        fp32 = float(F.cross_entropy(m(rec["x"][0])[0].reshape(-1, V), rec["y"][0].reshape(-1)))
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            bf16 = float(m(rec["x"][0], rec["y"][0])[1])
+    assert rec["loss"][0] == pytest.approx(bf16, rel=1e-6) and abs(rec["loss"][0] - fp32) > 1e-5
+
+
+def test_step0_train_loss_and_speeds_of_one_step_intervals_on_a_slow_clock(data, tmp_path, monkeypatch):
+    """Step 0's row holds the untrained model's loss on the training windows. With a clock of 1,000 s per step and an
+    evaluation every step, each interval is one step: tokens/s is B·C / 1000 exactly and the progress line's rate and
+    seconds left follow (no floor on the rate); at 1 ms per step, B·C / 0.001 (no floor on the seconds)."""
+    now, tick = [0.0], [1000.0]
+
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            return now[0]
+
+    real_step = training.train_step
+
+    def slow_step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        now[0] += tick[0]
+        return out
+
+    monkeypatch.setattr(training, "time", Clock)
+    monkeypatch.setattr(training, "train_step", slow_step)
+    lines = []
+    train_model(MC, cfg(eval_every=1, tokens=B * C * 4, checkpoint_every=0), *data, tmp_path / "o", tmp_path / "s",
+                log=lines.append, progress_every_s=1000.0)
+    log = pd.read_parquet(tmp_path / "o" / "log.parquet")
+    assert log.train_loss.iloc[0] == pytest.approx(direct_loss(seeded_init(0), np.load(data[0]), 32), rel=1e-5)
+    assert list(log.tokens_per_s[1:]) == [B * C / 1000.0] * 4
+    progress = [line for line in lines if line.startswith("[train] step ") and " tokens " in line]
+    assert [line.split(" tok/s eta ")[1] for line in progress] == ["3000s", "2000s", "1000s", "0s"]
+    assert all(f" {B * C / 1000.0:,.0f} tok/s " in line for line in progress)
+    tick[0] = 0.001
+    train_model(MC, cfg(eval_every=1, tokens=B * C * 4, checkpoint_every=0), *data, tmp_path / "f", tmp_path / "sf",
+                log=lambda *_: None)
+    assert pd.read_parquet(tmp_path / "f" / "log.parquet").tokens_per_s[1:].tolist() == pytest.approx(
+        [B * C / 0.001] * 4, rel=1e-9)
