@@ -862,6 +862,12 @@ def test_patience_counts_evaluations_since_the_best_and_a_tie_is_no_improvement(
     s1 = json.loads((rec["out"] / "summary.json").read_text())
     assert (s1["best_step"], s1["stop_step"], s1["best_val_loss"]) == (10, 15, 4.0)
     assert "[train] early stop at step 15: no val_loss below 4.0000 (step 10) for 1 evaluations" in lines
+    # best at step 5, then two evaluations without improvement: patience 2 stops at the second (step 15)
+    monkeypatch.setitem(PLANTED_VAL, 10, 5.5)
+    monkeypatch.setitem(PLANTED_VAL, 15, 5.2)
+    rec = stopped_run(data, tmp_path / "two", tmp_path / "st2", patience=2)
+    s = json.loads((rec["out"] / "summary.json").read_text())
+    assert (s["best_step"], s["stop_step"], s["stopped_early"]) == (5, 15, True)
 
 
 def test_a_bfloat16_step_computes_its_loss_under_bf16_autocast(data, tmp_path):
