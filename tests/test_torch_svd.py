@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from corpus_weights.core.ids import Spectrum
 from corpus_weights.core.linalg import svd_accuracy
 from corpus_weights.corpus import corpus_stats as cs
-from corpus_weights.corpus.torch_svd import resolve_svd_device, top_singular_torch, to_torch_csr
+from corpus_weights.corpus.torch_svd import resolve_svd_device, solver_device, top_singular_torch, to_torch_csr
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning",
@@ -144,7 +144,7 @@ def test_threads_of_cpu_torch_follow_the_rule(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     before = torch.get_num_threads()
     try:
-        assert cs.solver_device("auto", threads=1) == "cpu" and torch.get_num_threads() == 1
+        assert solver_device("auto", threads=1) == "cpu" and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 

@@ -1,8 +1,8 @@
 """Entry point of rule init_embedding: a corpus-derived initial W_E (see corpus_weights.corpus.initialisation)."""
 import numpy as np
 
-from corpus_weights.corpus.corpus_stats import solver_device
 from corpus_weights.corpus.initialisation import initial_embedding
+from corpus_weights.corpus.torch_svd import solver_device
 from corpus_weights.core.workflow_io import read_json, start_log
 
 log = start_log(snakemake.log[0])

@@ -35,7 +35,6 @@ __all__ = [
     "top_abs_eigenvalues",
     "top_singular",
     "SOLVERS",
-    "solver_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -209,19 +208,6 @@ EIGSH_TOL = 1e-8
 #: Values of config key analysis.svd_solver: scipy's Lanczos solvers (CPU) or the block Krylov solver on torch
 #: tensors (corpus_weights.corpus.torch_svd; CUDA when rule corpus_stats gets a GPU, CPU torch otherwise).
 SOLVERS = ("scipy", "torch")
-
-
-def solver_device(device: str, threads: int = 1) -> str:
-    """The torch device of analysis.svd_device ('auto' → CUDA where torch sees one, else CPU torch with ``threads``
-    threads); 'cuda' on a machine without one is refused naming the key (before any work)."""
-    from .torch_svd import resolve_svd_device
-
-    resolved = resolve_svd_device(device)
-    if resolved == "cpu":
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
-    return resolved
 
 
 def _check_solver(solver: str) -> None:

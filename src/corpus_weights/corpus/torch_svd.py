@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["resolve_svd_device", "to_torch_csr", "top_singular_torch", "DEVICES"]
+__all__ = ["resolve_svd_device", "solver_device", "to_torch_csr", "top_singular_torch", "DEVICES"]
 
 #: Values of config key analysis.svd_device (used only with analysis.svd_solver: torch).
 DEVICES = ("auto", "cpu", "cuda")
@@ -43,6 +43,17 @@ def resolve_svd_device(device: str) -> str:
         raise RuntimeError("analysis.svd_device is 'cuda' but torch sees no CUDA device on this machine "
                            f"(torch {torch.__version__}); use 'auto' or 'cpu', or run rule corpus_stats on a GPU node")
     return device
+
+
+def solver_device(device: str, threads: int = 1) -> str:
+    """The torch device of analysis.svd_device for a rule's job (:func:`resolve_svd_device`), with CPU torch set to
+    the job's ``threads``; 'cuda' on a machine without one is refused naming the key, before any work."""
+    import torch
+
+    resolved = resolve_svd_device(device)
+    if resolved == "cpu":
+        torch.set_num_threads(max(1, int(threads)))
+    return resolved
 
 
 def to_torch_csr(A: sp.spmatrix, device: str = "cpu"):
