@@ -766,11 +766,10 @@ def test_a_wrongly_shaped_initial_embedding_is_refused_naming_both_shapes(tmp_pa
         training.build_model(MC, cfg(init_embedding=str(path)), torch.device("cpu"))
 
 
-def test_speeds_progress_and_elapsed_by_a_clock_that_ticks_one_second_per_step(data, tmp_path, monkeypatch):
-    """A fake clock that advances exactly 1 s during each optimisation step and never otherwise: every measured
-    interval's tokens/s is B·C, the progress line every 3 s reports that rate and the seconds left, and elapsed_s
-    is the number of steps taken (a resumed run adds the seconds before its crash)."""
-    now = [1000.0]
+def fake_clock(monkeypatch, seconds_per_step: float) -> list[float]:
+    """The trainer's clock replaced by one that stands still except during each optimisation step, which advances it
+    by ``seconds_per_step``; returns that step length in a list, to be changed between runs."""
+    now, tick = [1000.0], [seconds_per_step]
 
     class Clock:
         @staticmethod
@@ -781,11 +780,19 @@ def test_speeds_progress_and_elapsed_by_a_clock_that_ticks_one_second_per_step(d
 
     def ticking_step(*args, **kwargs):
         out = real_step(*args, **kwargs)
-        now[0] += 1.0
+        now[0] += tick[0]
         return out
 
     monkeypatch.setattr(training, "time", Clock)
     monkeypatch.setattr(training, "train_step", ticking_step)
+    return tick
+
+
+def test_speeds_progress_and_elapsed_by_a_clock_that_ticks_one_second_per_step(data, tmp_path, monkeypatch):
+    """A fake clock that advances exactly 1 s during each optimisation step and never otherwise: every measured
+    interval's tokens/s is B·C, the progress line every 3 s reports that rate and the seconds left, and elapsed_s
+    is the number of steps taken (a resumed run adds the seconds before its crash)."""
+    fake_clock(monkeypatch, 1.0)
     lines = []
     summary = train_model(MC, cfg(checkpoint_every=0), *data, tmp_path / "o", tmp_path / "s", log=lines.append,
                           progress_every_s=3.0)  # (no state saves: the first interval is the one of step 5's row)
@@ -886,22 +893,7 @@ def test_step0_train_loss_and_speeds_of_one_step_intervals_on_a_slow_clock(data,
     """Step 0's row holds the untrained model's loss on the training windows. With a clock of 1,000 s per step and an
     evaluation every step, each interval is one step: tokens/s is B·C / 1000 exactly and the progress line's rate and
     seconds left follow (no floor on the rate); at 1 ms per step, B·C / 0.001 (no floor on the seconds)."""
-    now, tick = [0.0], [1000.0]
-
-    class Clock:
-        @staticmethod
-        def perf_counter():
-            return now[0]
-
-    real_step = training.train_step
-
-    def slow_step(*args, **kwargs):
-        out = real_step(*args, **kwargs)
-        now[0] += tick[0]
-        return out
-
-    monkeypatch.setattr(training, "time", Clock)
-    monkeypatch.setattr(training, "train_step", slow_step)
+    tick = fake_clock(monkeypatch, 1000.0)
     lines = []
     train_model(MC, cfg(eval_every=1, tokens=B * C * 4, checkpoint_every=0), *data, tmp_path / "o", tmp_path / "s",
                 log=lines.append, progress_every_s=1000.0)
