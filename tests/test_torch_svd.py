@@ -134,8 +134,15 @@ def test_device_and_solver_values_are_checked_naming_their_keys(monkeypatch):
         resolve_svd_device("cuda")
     with pytest.raises(ValueError, match=r"analysis.svd_device: expected one of \('auto', 'cpu', 'cuda'\), got 'gpu'"):
         resolve_svd_device("gpu")
+    # what a rule's job passes to the decompositions: scipy always on the CPU, torch on the checked device
+    assert cs.decomposition_options("scipy", "cuda") == {"solver": "scipy", "device": "cpu"}
+    with pytest.raises(RuntimeError, match="analysis.svd_device is 'cuda'"):
+        cs.decomposition_options("torch", "cuda")
+    with pytest.raises(ValueError, match="analysis.svd_solver: expected one of"):
+        cs.decomposition_options("arpack", "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_svd_device("auto") == "cuda"
+    assert cs.decomposition_options("torch", "auto") == {"solver": "torch", "device": "cuda"}
     with pytest.raises(ValueError, match=r"analysis.svd_solver: expected one of \('scipy', 'torch'\), got 'arpack'"):
         cs.top_singular(sp.eye(5, format="csr"), 2, solver="arpack")
 

@@ -16,11 +16,8 @@ vocab_size = int(read_json(snakemake.input.meta)["vocab_size"])
 problems = width_problems(vocab_size, int(snakemake.params.dim))
 if problems:
     raise SystemExit(format_problems(problems, "the corpus is too small for this configuration"))
-solver = dict(solver=snakemake.params.solver, device="cpu")
-if solver["solver"] == "torch":  # the device is checked before any counting (cuda without a GPU stops here)
-    from corpus_weights.corpus.torch_svd import solver_device
-
-    solver["device"] = solver_device(snakemake.params.device, int(snakemake.threads))
+# the device is checked before any counting (cuda without a GPU stops here)
+solver = cs.decomposition_options(snakemake.params.solver, snakemake.params.device, int(snakemake.threads))
 log.info("decompositions: %s on %s", solver["solver"], solver["device"])
 ids = np.load(snakemake.input.train, mmap_mode="r")  # read chunk by chunk, never copied whole
 counts = cs.bigram_counts(ids, vocab_size)

@@ -35,6 +35,7 @@ __all__ = [
     "top_abs_eigenvalues",
     "top_singular",
     "SOLVERS",
+    "decomposition_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,18 @@ SOLVERS = ("scipy", "torch")
 def _check_solver(solver: str) -> None:
     if solver not in SOLVERS:
         raise ValueError(f"analysis.svd_solver: expected one of {SOLVERS}, got {solver!r}")
+
+
+def decomposition_options(solver: str, device: str, threads: int = 1) -> dict:
+    """``solver``/``device`` keyword arguments of the decompositions for a rule's job, from analysis.svd_solver and
+    analysis.svd_device: scipy always on the CPU; torch on the resolved device (checked before any work: 'cuda'
+    without one is refused naming the key; CPU torch gets the job's threads)."""
+    _check_solver(solver)
+    if solver != "torch":
+        return dict(solver=solver, device="cpu")
+    from .torch_svd import solver_device
+
+    return dict(solver=solver, device=solver_device(device, threads))
 
 
 def top_singular(A: sp.spmatrix, k: int, seed: int = 0, vectors: bool = True, solver: str = "scipy",
